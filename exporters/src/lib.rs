@@ -1,0 +1,1 @@
+//! ONNX export of Focus-DETR by tracing the model (export issue).

@@ -1,0 +1,640 @@
+//! `FocusDetrConfig`: every inference hyper-parameter of Focus-DETR, its presets, JSON loading
+//! and validation. Values the official code hard-codes (ρ, the cascade, the 300 object tokens,
+//! eps values, ...) live here too, so that nothing else in the project spells them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Errors from reading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` named neither a preset nor an existing file.
+    #[error("unknown config `{name}`: not a preset ({available}) and no such file")]
+    UnknownPreset {
+        /// What the user passed.
+        name: String,
+        /// Comma-separated preset names.
+        available: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JSON is malformed or a field has the wrong type or name.
+    #[error("{origin}: field `{field}`: {message}")]
+    Parse {
+        /// File name or preset name the JSON came from.
+        origin: String,
+        /// Dotted path of the offending field (`.` for the document itself).
+        field: String,
+        /// What serde reported.
+        message: String,
+    },
+    /// A value is out of its allowed range or inconsistent with another field.
+    #[error("{origin}: field `{field}`: {message}")]
+    Invalid {
+        /// File name or preset name.
+        origin: String,
+        /// Dotted path of the offending field.
+        field: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+/// The whole configuration of a Focus-DETR detector at inference time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusDetrConfig {
+    /// A label for the configuration (the preset name for presets).
+    pub name: String,
+    /// ResNet backbone with FrozenBN.
+    pub backbone: BackboneConfig,
+    /// ChannelMapper neck.
+    pub neck: NeckConfig,
+    /// Sine position embedding of the encoder tokens.
+    pub position_embedding: PositionEmbeddingConfig,
+    /// Transformer sizes shared by encoder and decoder.
+    pub transformer: TransformerConfig,
+    /// Foreground token selection, the encoder cascade and the dual attention.
+    pub focus: FocusConfig,
+    /// Decoder details that are not plain sizes.
+    pub decoder: DecoderConfig,
+    /// Queries, classes and post-processing.
+    pub heads: HeadsConfig,
+    /// Image resizing and pixel normalisation.
+    pub preprocess: PreprocessConfig,
+}
+
+/// detectron2 ResNet (bottleneck blocks, stride in the 3×3, FrozenBN everywhere).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// 50, 101 or 152.
+    pub depth: u32,
+    /// Output channels of the stem (64).
+    pub stem_channels: usize,
+    /// Output channels of res2 (256); each later stage doubles them.
+    pub res2_channels: usize,
+    /// FrozenBatchNorm2d eps.
+    pub frozen_bn_eps: f64,
+}
+
+/// detrex ChannelMapper: 1×1 conv + GroupNorm per backbone level, plus extra stride-2 levels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeckConfig {
+    /// Number of GroupNorm groups.
+    pub group_norm_groups: usize,
+    /// GroupNorm eps.
+    pub group_norm_eps: f64,
+}
+
+/// `PositionEmbeddingSine` (normalised), per feature level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionEmbeddingConfig {
+    /// Features per axis; twice this is the embedding width.
+    pub num_pos_feats: usize,
+    /// Frequency base T (20 for the 24/36-epoch R50/R101 models, 10000 otherwise).
+    pub temperature: f64,
+    /// Added to the 1-based cumulative coordinate before normalising (0 or −0.5).
+    pub offset: f64,
+    /// Scale of the normalised coordinate (2π).
+    pub scale: f64,
+    /// Added to the map size in the normalisation.
+    pub eps: f64,
+}
+
+/// Transformer widths and depths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerConfig {
+    /// Token width.
+    pub embed_dim: usize,
+    /// Attention heads (MHA and deformable attention).
+    pub num_heads: usize,
+    /// FFN hidden width.
+    pub ffn_dim: usize,
+    /// Encoder layers.
+    pub num_encoder_layers: usize,
+    /// Decoder layers.
+    pub num_decoder_layers: usize,
+    /// Feature levels (P3..P6); the official code is hard-wired to 4.
+    pub num_feature_levels: usize,
+    /// Deformable-attention sampling points per head and level.
+    pub num_points: usize,
+    /// LayerNorm eps everywhere in the transformer.
+    pub layer_norm_eps: f64,
+}
+
+/// Focus-DETR's foreground token selector, cascade and object-token enhancement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusConfig {
+    /// Keep ratio ρ: K = int(ρ·N) + 1, computed in float32.
+    pub rho: f32,
+    /// Per-encoder-layer fraction of K: k_l = int(cascade[l]·K), computed in float32.
+    pub cascade: Vec<f32>,
+    /// Object tokens enhanced by self-attention in each encoder layer (`topk_sa`).
+    pub object_tokens: usize,
+    /// Hidden width of the mask predictor (split half local, half mean-pooled).
+    pub mask_predictor_hidden: usize,
+    /// Proposal validity bound: every proposal number must be strictly above this.
+    pub proposal_valid_min: f64,
+    /// Proposal validity bound: every proposal number must be strictly below this.
+    pub proposal_valid_max: f64,
+    /// Proposal size at level 0; doubles per level.
+    pub proposal_base_size: f64,
+}
+
+/// Decoder constants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Temperature of the sine embedding of reference boxes (10000 in every model).
+    pub box_sine_temperature: f64,
+    /// eps of `inverse_sigmoid` in box refinement.
+    pub inverse_sigmoid_eps: f64,
+}
+
+/// Queries, classes and post-processing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsConfig {
+    /// Object classes (sigmoid, no background).
+    pub num_classes: usize,
+    /// Decoder queries = two-stage proposals.
+    pub num_queries: usize,
+    /// Detections kept by post-processing (top-k over queries × classes).
+    pub num_select: usize,
+}
+
+/// Test-time resizing and pixel normalisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// Target shortest edge.
+    pub min_size: usize,
+    /// Upper bound of the longest edge.
+    pub max_size: usize,
+    /// Per-channel mean, RGB, 0–255 scale.
+    pub pixel_mean: [f32; 3],
+    /// Per-channel standard deviation, RGB, 0–255 scale.
+    pub pixel_std: [f32; 3],
+}
+
+/// Names of the built-in presets; the first is the default.
+pub const PRESETS: [&str; 3] = ["r50_4scale_36ep", "r50_4scale_12ep", "r101_4scale_36ep"];
+
+/// The name of the default preset.
+pub const DEFAULT_PRESET: &str = PRESETS[0];
+
+impl FocusDetrConfig {
+    /// A built-in preset by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        let (depth, temperature, offset) = match name {
+            "r50_4scale_36ep" => (50, 20.0, 0.0),
+            "r50_4scale_12ep" => (50, 10000.0, -0.5),
+            "r101_4scale_36ep" => (101, 20.0, 0.0),
+            _ => return None,
+        };
+        Some(Self {
+            name: name.to_string(),
+            backbone: BackboneConfig {
+                depth,
+                stem_channels: 64,
+                res2_channels: 256,
+                frozen_bn_eps: 1e-5,
+            },
+            neck: NeckConfig {
+                group_norm_groups: 32,
+                group_norm_eps: 1e-5,
+            },
+            position_embedding: PositionEmbeddingConfig {
+                num_pos_feats: 128,
+                temperature,
+                offset,
+                scale: 2.0 * std::f64::consts::PI,
+                eps: 1e-6,
+            },
+            transformer: TransformerConfig {
+                embed_dim: 256,
+                num_heads: 8,
+                ffn_dim: 2048,
+                num_encoder_layers: 6,
+                num_decoder_layers: 6,
+                num_feature_levels: 4,
+                num_points: 4,
+                layer_norm_eps: 1e-5,
+            },
+            focus: FocusConfig {
+                rho: 0.5,
+                cascade: vec![1.0, 0.8, 0.6, 0.6, 0.4, 0.2],
+                object_tokens: 300,
+                mask_predictor_hidden: 256,
+                proposal_valid_min: 0.01,
+                proposal_valid_max: 0.99,
+                proposal_base_size: 0.05,
+            },
+            decoder: DecoderConfig {
+                box_sine_temperature: 10000.0,
+                inverse_sigmoid_eps: 1e-3,
+            },
+            heads: HeadsConfig {
+                num_classes: 80,
+                num_queries: 900,
+                num_select: 300,
+            },
+            preprocess: PreprocessConfig {
+                min_size: 800,
+                max_size: 1333,
+                pixel_mean: [123.675, 116.28, 103.53],
+                pixel_std: [58.395, 57.12, 57.375],
+            },
+        })
+    }
+
+    /// Resolves `--config`: a preset name, or a JSON file. A JSON file may hold a full config, or
+    /// `{"base": "<preset>", ...}` with only the fields that differ from that preset.
+    pub fn resolve(spec: &str) -> Result<Self, ConfigError> {
+        if let Some(cfg) = Self::preset(spec) {
+            return Ok(cfg);
+        }
+        let path = Path::new(spec);
+        if !path.is_file() {
+            return Err(ConfigError::UnknownPreset {
+                name: spec.to_string(),
+                available: PRESETS.join(", "),
+            });
+        }
+        Self::from_json_file(path)
+    }
+
+    /// Reads a JSON config file (full, or `base` + overrides) and validates it.
+    pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates JSON text; `origin` names the source in errors.
+    pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let parse_err = |field: String, message: String| ConfigError::Parse {
+            origin: origin.to_string(),
+            field,
+            message,
+        };
+        let mut value: Value =
+            serde_json::from_str(text).map_err(|e| parse_err(".".into(), e.to_string()))?;
+        if let Some(base) = value.as_object_mut().and_then(|o| o.remove("base")) {
+            let base_name = base.as_str().ok_or_else(|| {
+                parse_err("base".into(), "expected a preset name (a string)".into())
+            })?;
+            let preset = Self::preset(base_name).ok_or_else(|| {
+                parse_err(
+                    "base".into(),
+                    format!(
+                        "unknown preset `{base_name}` (presets: {})",
+                        PRESETS.join(", ")
+                    ),
+                )
+            })?;
+            let mut merged =
+                serde_json::to_value(preset).map_err(|e| parse_err(".".into(), e.to_string()))?;
+            merge_json(&mut merged, value);
+            value = merged;
+        }
+        let cfg: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            parse_err(field, e.into_inner().to_string())
+        })?;
+        cfg.validate_as(origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and consistency; errors name the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_as(&self.name)
+    }
+
+    fn validate_as(&self, origin: &str) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let t = &self.transformer;
+        let f = &self.focus;
+        if self.backbone.stage_blocks().is_none() {
+            return fail(
+                "backbone.depth",
+                format!("{} is not one of 50, 101, 152", self.backbone.depth),
+            );
+        }
+        for (field, v) in [
+            ("backbone.stem_channels", self.backbone.stem_channels),
+            ("backbone.res2_channels", self.backbone.res2_channels),
+            ("transformer.ffn_dim", t.ffn_dim),
+            ("transformer.num_encoder_layers", t.num_encoder_layers),
+            ("transformer.num_decoder_layers", t.num_decoder_layers),
+            ("transformer.num_points", t.num_points),
+            ("heads.num_classes", self.heads.num_classes),
+            ("heads.num_queries", self.heads.num_queries),
+            ("heads.num_select", self.heads.num_select),
+            ("focus.object_tokens", f.object_tokens),
+            ("preprocess.min_size", self.preprocess.min_size),
+        ] {
+            if v == 0 {
+                return fail(field, "must be at least 1".into());
+            }
+        }
+        if !self.backbone.res2_channels.is_multiple_of(4) {
+            return fail(
+                "backbone.res2_channels",
+                "must be a multiple of 4 (bottleneck width = out/4)".into(),
+            );
+        }
+        if t.embed_dim == 0 || t.num_heads == 0 || !t.embed_dim.is_multiple_of(t.num_heads) {
+            return fail(
+                "transformer.num_heads",
+                format!(
+                    "must be ≥ 1 and divide transformer.embed_dim ({})",
+                    t.embed_dim
+                ),
+            );
+        }
+        if t.num_feature_levels != 4 {
+            return fail(
+                "transformer.num_feature_levels",
+                format!(
+                    "{} is not supported: Focus-DETR's top-down score modulation is defined for exactly 4 levels",
+                    t.num_feature_levels
+                ),
+            );
+        }
+        if 2 * self.position_embedding.num_pos_feats != t.embed_dim {
+            return fail(
+                "position_embedding.num_pos_feats",
+                format!("must be half of transformer.embed_dim ({})", t.embed_dim),
+            );
+        }
+        let groups = self.neck.group_norm_groups;
+        if groups == 0 || !t.embed_dim.is_multiple_of(groups) {
+            return fail(
+                "neck.group_norm_groups",
+                format!(
+                    "must be ≥ 1 and divide transformer.embed_dim ({})",
+                    t.embed_dim
+                ),
+            );
+        }
+        for (field, v) in [
+            ("backbone.frozen_bn_eps", self.backbone.frozen_bn_eps),
+            ("neck.group_norm_eps", self.neck.group_norm_eps),
+            (
+                "position_embedding.temperature",
+                self.position_embedding.temperature,
+            ),
+            ("position_embedding.scale", self.position_embedding.scale),
+            ("position_embedding.eps", self.position_embedding.eps),
+            ("transformer.layer_norm_eps", t.layer_norm_eps),
+            (
+                "decoder.box_sine_temperature",
+                self.decoder.box_sine_temperature,
+            ),
+            (
+                "decoder.inverse_sigmoid_eps",
+                self.decoder.inverse_sigmoid_eps,
+            ),
+            ("focus.proposal_base_size", f.proposal_base_size),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return fail(field, format!("{v} must be a finite number > 0"));
+            }
+        }
+        if !self.position_embedding.offset.is_finite() {
+            return fail("position_embedding.offset", "must be finite".into());
+        }
+        if !(f.rho > 0.0 && f.rho <= 1.0) {
+            return fail("focus.rho", format!("{} must be in (0, 1]", f.rho));
+        }
+        if f.cascade.len() != t.num_encoder_layers {
+            return fail(
+                "focus.cascade",
+                format!(
+                    "has {} entries, expected one per encoder layer ({})",
+                    f.cascade.len(),
+                    t.num_encoder_layers
+                ),
+            );
+        }
+        if let Some((i, c)) = f
+            .cascade
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !(**c > 0.0 && **c <= 1.0))
+        {
+            return fail(
+                &format!("focus.cascade[{i}]"),
+                format!("{c} must be in (0, 1]"),
+            );
+        }
+        if f.mask_predictor_hidden < 4 || !f.mask_predictor_hidden.is_multiple_of(4) {
+            return fail(
+                "focus.mask_predictor_hidden",
+                "must be a positive multiple of 4 (the score MLP halves it twice)".into(),
+            );
+        }
+        if !(0.0..0.5).contains(&f.proposal_valid_min)
+            || !(0.5..=1.0).contains(&f.proposal_valid_max)
+        {
+            return fail(
+                "focus.proposal_valid_min",
+                "valid range must satisfy 0 ≤ proposal_valid_min < 0.5 ≤ proposal_valid_max ≤ 1"
+                    .into(),
+            );
+        }
+        if self.heads.num_select > self.heads.num_queries * self.heads.num_classes {
+            return fail(
+                "heads.num_select",
+                format!(
+                    "{} exceeds num_queries × num_classes ({})",
+                    self.heads.num_select,
+                    self.heads.num_queries * self.heads.num_classes
+                ),
+            );
+        }
+        if self.preprocess.max_size < self.preprocess.min_size {
+            return fail(
+                "preprocess.max_size",
+                "must be at least preprocess.min_size".into(),
+            );
+        }
+        if let Some(i) = self
+            .preprocess
+            .pixel_std
+            .iter()
+            .position(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return fail(
+                &format!("preprocess.pixel_std[{i}]"),
+                "must be a finite number > 0".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Pretty JSON of the config (what `--config` accepts back).
+    pub fn to_json_pretty(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// All presets by name.
+    pub fn presets() -> BTreeMap<&'static str, Self> {
+        PRESETS
+            .iter()
+            .filter_map(|n| Self::preset(n).map(|c| (*n, c)))
+            .collect()
+    }
+}
+
+impl Default for FocusDetrConfig {
+    fn default() -> Self {
+        Self::preset(DEFAULT_PRESET).expect("the default preset exists")
+    }
+}
+
+impl BackboneConfig {
+    /// Bottleneck blocks per stage res2..res5, or `None` for an unsupported depth.
+    pub fn stage_blocks(&self) -> Option<[usize; 4]> {
+        match self.depth {
+            50 => Some([3, 4, 6, 3]),
+            101 => Some([3, 4, 23, 3]),
+            152 => Some([3, 8, 36, 3]),
+            _ => None,
+        }
+    }
+
+    /// Output channels of stage `s` (0 = res2 … 3 = res5).
+    pub fn stage_channels(&self, s: usize) -> usize {
+        self.res2_channels << s
+    }
+}
+
+impl FocusConfig {
+    /// Token budget K = int(float32(ρ)·N) + 1 for N valid tokens (float32 product, truncated).
+    pub fn token_budget(&self, n_tokens: usize) -> usize {
+        (self.rho * n_tokens as f32) as usize + 1
+    }
+
+    /// Tokens selected per encoder layer, k_l = int(float32(c_l)·K).
+    pub fn layer_token_counts(&self, budget: usize) -> Vec<usize> {
+        self.cascade
+            .iter()
+            .map(|c| (c * budget as f32) as usize)
+            .collect()
+    }
+}
+
+/// JSON merge: objects merge key by key, anything else replaces.
+fn merge_json(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_round_trip() {
+        for (name, cfg) in FocusDetrConfig::presets() {
+            cfg.validate().unwrap();
+            let back = FocusDetrConfig::from_json_str(&cfg.to_json_pretty(), name).unwrap();
+            assert_eq!(back, cfg);
+        }
+    }
+
+    #[test]
+    fn budgets_match_the_goldens() {
+        // focus_token_num and enc_k_per_layer of the golden cases (golden README §3).
+        let f = FocusDetrConfig::default().focus;
+        for (n, k, ks) in [
+            (3060, 1531, [1531, 1224, 918, 918, 612, 306]),
+            (19672, 9837, [9837, 7869, 5902, 5902, 3934, 1967]),
+            (22223, 11112, [11112, 8889, 6667, 6667, 4444, 2222]),
+        ] {
+            assert_eq!(f.token_budget(n), k);
+            assert_eq!(f.layer_token_counts(k), ks);
+        }
+    }
+
+    #[test]
+    fn base_plus_override() {
+        let cfg = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "name": "mine", "heads": {"num_select": 100}}"#,
+            "t.json",
+        )
+        .unwrap();
+        assert_eq!(cfg.heads.num_select, 100);
+        assert_eq!(cfg.heads.num_queries, 900);
+        assert_eq!(cfg.position_embedding.temperature, 20.0);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "focus": {"cascade": [1.0, 0.5]}}"#,
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("focus.cascade"), "{e}");
+        let e = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "focus": {"rho": "half"}}"#,
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("focus.rho"), "{e}");
+        let e = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "transformer": {"num_heads": 7}}"#,
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("transformer.num_heads"), "{e}");
+        let e = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "neck": {"groups": 32}}"#,
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("neck") && e.contains("groups"), "{e}");
+    }
+}

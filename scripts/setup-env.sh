@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the pinned native runtimes into the git-ignored Python environment .venv and links
+# what the build and the binaries need into .runtimes/:
+#   .runtimes/libtorch           -> the torch wheel's package folder (LIBTORCH for tch, via .cargo/config.toml)
+#   .runtimes/libonnxruntime.so  -> the onnxruntime wheel's shared library (found by focus-export at run time)
+#   .runtimes/site-packages      -> the environment's site-packages (CUDA / TensorRT libraries)
+# Usage: scripts/setup-env.sh [--gpu]    (idempotent: does nothing when already up to date)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+variant=cpu
+case "${1:-}" in
+  --gpu) variant=gpu ;;
+  "") ;;
+  *) echo "usage: $0 [--gpu]" >&2; exit 2 ;;
+esac
+python="${PYTHON:-python3}"
+req="scripts/requirements"
+stamp=".venv/.focus-export-$variant-$(cat "$req/cpu.txt" "$req/torch-cpu.txt" "$req/gpu.txt" | sha256sum | cut -c1-16)"
+
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  pip=(.venv/bin/python -m pip install --disable-pip-version-check --no-input --progress-bar off)
+  if [ "$variant" = gpu ]; then
+    .venv/bin/python -m pip uninstall -y onnxruntime >/dev/null 2>&1 || true
+    "${pip[@]}" -r "$req/gpu.txt"
+  else
+    .venv/bin/python -m pip uninstall -y onnxruntime-gpu >/dev/null 2>&1 || true
+    "${pip[@]}" --no-deps -r "$req/torch-cpu.txt"
+    "${pip[@]}" -r "$req/cpu.txt"
+  fi
+  rm -f .venv/.focus-export-*
+  touch "$stamp"
+fi
+
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+ortlib="$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | sort -V | tail -n 1)"
+mkdir -p .runtimes
+ln -sfn "$site/torch" .runtimes/libtorch
+ln -sfn "$ortlib" .runtimes/libonnxruntime.so
+ln -sfn "$site" .runtimes/site-packages
+echo "runtimes ($variant) ready in $root/.runtimes: libtorch $(sed -n "s/^__version__ = '\(.*\)'/\1/p" "$site/torch/version.py"), $(basename "$ortlib")"

@@ -1,0 +1,9 @@
+//! focus-export: the library behind the `focus-export` command. It owns the runtimes (ONNX
+//! Runtime through `ort`, tract, the libtorch reference), finding their native libraries, and the
+//! checks; the model lives in `focus-models`, the custom ops in `focus-ops` and the ONNX writer in
+//! `focus-exporters`.
+
+pub mod doctor;
+pub mod runtime_env;
+
+pub use focus_models as models;

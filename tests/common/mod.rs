@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests: where the goldens are, and the CLI binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `shared/` beside the repository (as in CI), or `$FOCUS_SHARED_DIR`.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("FOCUS_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    assert!(
+        dir.join("golden").is_dir(),
+        "golden data not found at {}/golden: clone the repository beside shared/ or set FOCUS_SHARED_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// A file in `shared/golden/`.
+pub fn golden(name: &str) -> PathBuf {
+    shared_dir().join("golden").join(name)
+}
+
+/// The `focus-export` binary built for these tests.
+pub fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_focus-export"))
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn output(mut cmd: Command) -> (bool, String, String) {
+    let out = cmd.output().expect("the focus-export binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small configuration (same structure, narrow layers) that keeps weight files tiny.
+pub const TINY_CONFIG_JSON: &str = r#"{
+  "base": "r50_4scale_36ep",
+  "name": "tiny",
+  "backbone": {"stem_channels": 8, "res2_channels": 16},
+  "neck": {"group_norm_groups": 4},
+  "position_embedding": {"num_pos_feats": 16},
+  "transformer": {"embed_dim": 32, "ffn_dim": 64},
+  "focus": {"mask_predictor_hidden": 16, "object_tokens": 10},
+  "heads": {"num_classes": 5, "num_queries": 20, "num_select": 10}
+}"#;
+
+/// The tiny configuration, parsed.
+pub fn tiny_config() -> focus_models::FocusDetrConfig {
+    focus_models::FocusDetrConfig::from_json_str(TINY_CONFIG_JSON, "tiny").unwrap()
+}
+
+/// Writes the tiny config as a JSON file in `dir`.
+pub fn write_tiny_config(dir: &std::path::Path) -> PathBuf {
+    let p = dir.join("tiny.json");
+    std::fs::write(&p, TINY_CONFIG_JSON).unwrap();
+    p
+}
