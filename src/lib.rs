@@ -5,5 +5,7 @@
 
 pub mod doctor;
 pub mod runtime_env;
+pub mod runtimes;
+pub mod tensors;
 
 pub use focus_models as models;

@@ -81,12 +81,67 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run the model on input tensors (`images` [B, 3, H, W], normalised) and write its outputs.
+    Run(RunArgs),
+    /// Time a runtime on an input: warm-up, then repeated runs; prints each run and the median.
+    Bench {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Report the runtimes this binary can use, and how to install what is missing.
     Doctor {
         /// Also require CUDA and the GPU providers of ONNX Runtime.
         #[arg(long)]
         gpu: bool,
     },
+}
+
+/// Which runtime executes the model.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RuntimeKind {
+    /// The libtorch reference (needs the `torch` feature and --weights).
+    Torch,
+}
+
+/// Arguments shared by `run` and `bench`.
+#[derive(Args)]
+struct RunArgs {
+    /// The runtime.
+    #[arg(long, value_enum, default_value = "torch")]
+    runtime: RuntimeKind,
+    /// Weights (.safetensors) for the torch runtime.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Input tensors (.safetensors with `images` [B, 3, H, W] float32, normalised).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output tensors (.safetensors).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Also write the intermediate tensors (names as in the goldens).
+    #[arg(long)]
+    debug: bool,
+    /// Device for the torch runtime: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Use `topk_proposals` from the input file in place of the two-stage selection (debugging).
+    #[arg(long)]
+    override_proposals: bool,
+    /// Deviation from the official model: run inputs with too few tokens for 300 object tokens
+    /// per encoder layer, using fewer object tokens.
+    #[arg(long)]
+    clamp_object_tokens: bool,
+    /// CPU threads of the runtime (default: the runtime's own choice).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +172,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", config.load()?.to_json_pretty());
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Run(args)) => {
+            let output = args.output.clone().context("--output is required")?;
+            let inputs = focus_export::tensors::read_tensors(&args.input)?;
+            let mut rt = make_runtime(&args)?;
+            let start = Instant::now();
+            let out = rt
+                .run(&inputs)
+                .with_context(|| format!("running {} on {}", rt.name(), args.input.display()))?;
+            let secs = start.elapsed().as_secs_f64();
+            focus_export::tensors::write_tensors(&output, &out)?;
+            println!(
+                "{}: {} → {} ({} tensors) in {secs:.2} s",
+                rt.name(),
+                args.input.display(),
+                output.display(),
+                out.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench { run, warmup, runs }) => {
+            let inputs = focus_export::tensors::read_tensors(&run.input)?;
+            let mut rt = make_runtime(&run)?;
+            for _ in 0..warmup {
+                rt.run(&inputs)?;
+            }
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs.max(1) {
+                let start = Instant::now();
+                rt.run(&inputs)?;
+                times.push(start.elapsed().as_secs_f64());
+            }
+            let list = times
+                .iter()
+                .map(|t| format!("{t:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut sorted = times.clone();
+            sorted.sort_by(f64::total_cmp);
+            println!(
+                "{} on {}: runs (s) {list}; median {:.3} s",
+                rt.name(),
+                run.input.display(),
+                sorted[sorted.len() / 2]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
             print!("{}", report.render());
@@ -127,6 +228,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// Builds the runtime `args` ask for.
+fn make_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    match args.runtime {
+        RuntimeKind::Torch => torch_runtime(args),
+    }
+}
+
+#[cfg(feature = "torch")]
+fn torch_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    use focus_export::runtimes::torch::{TorchOptions, TorchRuntime};
+    let weights = args
+        .weights
+        .as_ref()
+        .context("--weights is required for --runtime torch")?;
+    let cfg = args.config.load()?;
+    let schema = WeightSchema::new(&cfg);
+    let w = Weights::load(weights, &schema, &cfg.name)?;
+    let device = match args.device.as_str() {
+        "cpu" => tch::Device::Cpu,
+        "cuda" => tch::Device::Cuda(0),
+        d => match d.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => tch::Device::Cuda(i),
+            None => bail!("--device {d}: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if let tch::Device::Cuda(i) = device {
+        let n = tch::Cuda::device_count();
+        if i as i64 >= n {
+            bail!("--device {}: CUDA device {i} is not available ({n} CUDA device(s) visible to libtorch)", args.device);
+        }
+    }
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let opts = TorchOptions {
+        debug: args.debug,
+        override_proposals: args.override_proposals,
+        clamp_object_tokens: args.clamp_object_tokens,
+    };
+    Ok(Box::new(TorchRuntime::new(cfg, &w, device, opts)?))
+}
+
+#[cfg(not(feature = "torch"))]
+fn torch_runtime(_args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    bail!("this binary was built without the `torch` feature; rebuild with `cargo build --release --features torch` (after scripts/setup-env.sh)")
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {

@@ -550,6 +550,52 @@ impl FocusConfig {
     }
 }
 
+impl FocusDetrConfig {
+    /// (H, W) of each feature level P3..P6 for an H×W input (the backbone's conv arithmetic).
+    pub fn level_sizes(&self, h: usize, w: usize) -> Vec<(usize, usize)> {
+        // out = ⌊(n + 2p − k)/s⌋ + 1 for a k×k, stride-s, padding-p window.
+        let down = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p).saturating_sub(k) / s + 1;
+        let stride2 = |n: usize| down(n, 3, 2, 1);
+        let stem = |n: usize| stride2(down(n, 7, 2, 3));
+        let mut size = (stem(h), stem(w)); // res2
+        let mut out = Vec::new();
+        for _ in 0..self.transformer.num_feature_levels {
+            size = (stride2(size.0), stride2(size.1));
+            out.push(size);
+        }
+        out
+    }
+
+    /// Tokens of an H×W input.
+    pub fn token_count(&self, h: usize, w: usize) -> usize {
+        self.level_sizes(h, w).iter().map(|(a, b)| a * b).sum()
+    }
+
+    /// Whether N tokens leave every encoder layer at least `object_tokens` tokens.
+    pub fn tokens_suffice(&self, n: usize) -> bool {
+        let k = self.focus.token_budget(n);
+        self.focus
+            .layer_token_counts(k)
+            .iter()
+            .all(|&kl| kl >= self.focus.object_tokens)
+    }
+
+    /// The fewest tokens the official model accepts (every layer keeps ≥ `object_tokens`).
+    pub fn min_tokens(&self) -> usize {
+        // k_l grows with N, so the first N that suffices is the minimum.
+        (1..=1 << 26)
+            .find(|&n| self.tokens_suffice(n))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The smallest square input side with enough tokens.
+    pub fn min_square_side(&self) -> usize {
+        (1..=1 << 16)
+            .find(|&s| self.tokens_suffice(self.token_count(s, s)))
+            .unwrap_or(usize::MAX)
+    }
+}
+
 /// JSON merge: objects merge key by key, anything else replaces.
 fn merge_json(base: &mut Value, over: Value) {
     match (base, over) {
@@ -592,6 +638,24 @@ mod tests {
             assert_eq!(f.token_budget(n), k);
             assert_eq!(f.layer_token_counts(k), ks);
         }
+    }
+
+    #[test]
+    fn token_counts_and_minimum_size() {
+        // Golden README §3 and §6: token counts per input size and the size limit.
+        let cfg = FocusDetrConfig::default();
+        assert_eq!(cfg.token_count(384, 384), 3060);
+        assert_eq!(cfg.token_count(448, 640), 5950);
+        assert_eq!(cfg.token_count(800, 1184), 19672);
+        assert_eq!(
+            cfg.level_sizes(800, 1333),
+            vec![(100, 167), (50, 84), (25, 42), (13, 21)]
+        );
+        assert_eq!(cfg.token_count(376, 376), 2965);
+        assert!(!cfg.tokens_suffice(2965));
+        assert!(cfg.tokens_suffice(3060));
+        assert_eq!(cfg.min_tokens(), 2998);
+        assert_eq!(cfg.min_square_side(), 377);
     }
 
     #[test]

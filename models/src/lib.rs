@@ -1,10 +1,16 @@
 //! focus-models: the Focus-DETR configuration and presets, the weight schema (every checkpoint
 //! name and shape, written once), safetensors loading and validation, and the synthetic weights
-//! `focus-synth-v1`. The model itself, written once against a `Backend` trait, lands here next.
+//! `focus-synth-v1`. The model, written once against the `Backend` trait, and
+//! (feature `torch`) the libtorch backend that executes it as the reference.
 
+pub mod backend;
 pub mod config;
+pub mod model;
+pub mod postprocess;
 pub mod schema;
 pub mod synth;
+#[cfg(feature = "torch")]
+pub mod torch_backend;
 pub mod weights;
 
 pub use config::{ConfigError, FocusDetrConfig};

@@ -1,0 +1,261 @@
+//! The Focus-DETR forward pass, written once against [`Backend`]. Submodules mirror the
+//! checkpoint: `backbone`, `neck`, the token layout (`levels`), the foreground token selector
+//! (`fts`), `encoder`, two-stage selection and `decoder`, and post-processing.
+
+pub mod backbone;
+pub mod decoder;
+pub mod encoder;
+pub mod fts;
+pub mod layers;
+pub mod levels;
+pub mod neck;
+
+use crate::backend::{Backend, ModelError, Result};
+use crate::config::FocusDetrConfig;
+use crate::schema::FocusDetrKeys;
+
+/// Collects named intermediate tensors when debugging (names as in the goldens).
+pub struct Capture<B: Backend> {
+    enabled: bool,
+    items: Vec<(String, B::Tensor)>,
+}
+
+impl<B: Backend> Capture<B> {
+    /// A capture that records (`enabled`) or ignores everything.
+    pub fn new(enabled: bool) -> Self {
+        Capture {
+            enabled,
+            items: Vec::new(),
+        }
+    }
+
+    /// Records `t` under `name`.
+    pub fn put(&mut self, name: impl Into<String>, t: &B::Tensor) {
+        if self.enabled {
+            self.items.push((name.into(), t.clone()));
+        }
+    }
+
+    /// Records the value of `f` under `name`; `f` runs only when recording.
+    pub fn put_with(
+        &mut self,
+        name: impl Into<String>,
+        f: impl FnOnce() -> Result<B::Tensor>,
+    ) -> Result<()> {
+        if self.enabled {
+            self.items.push((name.into(), f()?));
+        }
+        Ok(())
+    }
+
+    /// The recorded tensors, in recording order.
+    pub fn into_items(self) -> Vec<(String, B::Tensor)> {
+        self.items
+    }
+}
+
+/// Options of a forward pass.
+pub struct ForwardOptions<T> {
+    /// Record intermediate tensors.
+    pub debug: bool,
+    /// Replace the two-stage selection (token indices [B, num_queries]) — for exact decoder
+    /// comparisons against a reference whose proposal order differs by a near-tie.
+    pub topk_proposals: Option<T>,
+    /// Deviation from the official code: when an encoder layer selects fewer tokens than
+    /// `focus.object_tokens`, use all of them as object tokens instead of failing.
+    pub clamp_object_tokens: bool,
+}
+
+impl<T> Default for ForwardOptions<T> {
+    fn default() -> Self {
+        ForwardOptions {
+            debug: false,
+            topk_proposals: None,
+            clamp_object_tokens: false,
+        }
+    }
+}
+
+/// Model outputs. Post-processed boxes are in input-pixel coordinates, not clipped.
+pub struct Outputs<B: Backend> {
+    /// Final class logits [B, Q, classes].
+    pub pred_logits: B::Tensor,
+    /// Final boxes (cx, cy, w, h), normalised [B, Q, 4].
+    pub pred_boxes: B::Tensor,
+    /// Top `num_select` scores over queries × classes [B, S].
+    pub scores: B::Tensor,
+    /// Their class indices [B, S].
+    pub labels: B::Tensor,
+    /// Their boxes (x1, y1, x2, y2) in input pixels [B, S, 4].
+    pub boxes_xyxy: B::Tensor,
+    /// Intermediates (with `debug`), named as in the goldens.
+    pub debug: Vec<(String, B::Tensor)>,
+}
+
+/// Focus-DETR bound to a config and its checkpoint keys.
+pub struct FocusDetr {
+    /// The configuration.
+    pub cfg: FocusDetrConfig,
+    /// The checkpoint keys of that configuration.
+    pub keys: FocusDetrKeys,
+}
+
+impl FocusDetr {
+    /// The model of `cfg`.
+    pub fn new(cfg: FocusDetrConfig) -> Self {
+        let keys = FocusDetrKeys::new(&cfg);
+        FocusDetr { cfg, keys }
+    }
+
+    /// Runs the model on normalised images [B, 3, H, W].
+    pub fn forward<B: Backend>(
+        &self,
+        b: &B,
+        images: &B::Tensor,
+        opts: &ForwardOptions<B::Tensor>,
+    ) -> Result<Outputs<B>> {
+        let cfg = &self.cfg;
+        let keys = &self.keys;
+        let mut cap = Capture::<B>::new(opts.debug);
+        let feats = backbone::forward(b, cfg, &keys.backbone, images)?;
+        let neck = neck::forward(b, cfg, &keys.neck, &feats)?;
+        for (i, n) in neck.iter().enumerate() {
+            cap.put(format!("neck_{i}"), n);
+        }
+        let lv = levels::build(b, cfg, &keys.transformer, &neck)?;
+        let flat_shapes: Vec<B::Dim> = lv
+            .shapes
+            .iter()
+            .flat_map(|(h, w)| [h.clone(), w.clone()])
+            .collect();
+        cap.put_with("spatial_shapes", || {
+            let t = b.dims_to_i64(&flat_shapes)?;
+            b.reshape(&t, &[None, Some(b.dim_const(2))])
+        })?;
+        cap.put_with("level_start_index", || {
+            b.dims_to_i64(&lv.starts[..lv.shapes.len()])
+        })?;
+        cap.put("query_pos", &lv.pos);
+
+        // Foreground scores, token budget and the nested per-layer selections.
+        let fg = fts::foreground_logits(b, cfg, &keys.transformer, &lv)?;
+        cap.put("fg_logits", &fg);
+        let (budget, ks) = fts::budgets(b, cfg, lv.num_tokens())?;
+        self.check_object_tokens(b, &lv, &ks, opts.clamp_object_tokens)?;
+        cap.put_with("focus_token_num", || {
+            b.dims_to_i64(std::slice::from_ref(&budget))
+        })?;
+        cap.put_with("enc_k_per_layer", || b.dims_to_i64(&ks))?;
+        let selections = ks
+            .iter()
+            .map(|k| b.topk(&fg, k).map(|(_, i)| i))
+            .collect::<Result<Vec<_>>>()?;
+        for (l, s) in selections.iter().enumerate() {
+            cap.put(format!("enc_topk_idx_{l}"), s);
+        }
+        let clamped = self.object_token_cfg(b, &ks, opts.clamp_object_tokens);
+        let memory = encoder::forward(b, &clamped, keys, &lv, &fg, &selections, &mut cap)?;
+        cap.put("memory", &memory);
+
+        let props = decoder::two_stage(
+            b,
+            cfg,
+            keys,
+            &lv,
+            &memory,
+            opts.topk_proposals.as_ref(),
+            &mut cap,
+        )?;
+        cap.put("topk_proposals", &props.indices);
+        cap.put("init_reference", &props.reference);
+        let dec = decoder::forward(b, cfg, keys, &lv, &memory, &props.reference, &mut cap)?;
+
+        let (h, w) = (b.dim(images, 2)?, b.dim(images, 3)?);
+        let (scores, labels, boxes_xyxy) = self.postprocess(b, &dec.logits, &dec.boxes, &h, &w)?;
+        Ok(Outputs {
+            pred_logits: dec.logits,
+            pred_boxes: dec.boxes,
+            scores,
+            labels,
+            boxes_xyxy,
+            debug: cap.into_items(),
+        })
+    }
+
+    /// Fails with a clear message when the last cascade layer selects fewer tokens than the
+    /// object-token count (the official code fails there too), unless clamping was asked for.
+    fn check_object_tokens<B: Backend>(
+        &self,
+        b: &B,
+        lv: &levels::Levels<B>,
+        ks: &[B::Dim],
+        clamp: bool,
+    ) -> Result<()> {
+        let need = self.cfg.focus.object_tokens as i64;
+        let smallest = ks.iter().filter_map(|k| b.dim_value(k)).min();
+        match (smallest, b.dim_value(lv.num_tokens())) {
+            (Some(k), Some(n)) if k < need && !clamp => Err(ModelError::Input(format!(
+                "the input is too small for this model: it gives {n} tokens, and the last encoder \
+                 layer keeps only {k} of them, fewer than the {need} object tokens every layer \
+                 needs (the official implementation fails on such inputs). The model needs at \
+                 least {} tokens, e.g. an input of {}×{} pixels or larger; pass \
+                 --clamp-object-tokens to run anyway with fewer object tokens (a deviation from \
+                 the official model)",
+                self.cfg.min_tokens(),
+                self.cfg.min_square_side(),
+                self.cfg.min_square_side()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The config the encoder runs with: with clamping, the object-token count is capped by the
+    /// smallest layer's token count.
+    fn object_token_cfg<B: Backend>(&self, b: &B, ks: &[B::Dim], clamp: bool) -> FocusDetrConfig {
+        let mut cfg = self.cfg.clone();
+        if clamp {
+            if let Some(k) = ks.iter().filter_map(|k| b.dim_value(k)).min() {
+                cfg.focus.object_tokens = cfg.focus.object_tokens.min(k.max(1) as usize);
+            }
+        }
+        cfg
+    }
+
+    /// Top `num_select` (score, class, box) over queries × classes, boxes as (x1, y1, x2, y2)
+    /// scaled to the input size.
+    fn postprocess<B: Backend>(
+        &self,
+        b: &B,
+        logits: &B::Tensor,
+        boxes: &B::Tensor,
+        h: &B::Dim,
+        w: &B::Dim,
+    ) -> Result<(B::Tensor, B::Tensor, B::Tensor)> {
+        b.scope("postprocess");
+        let nc = self.cfg.heads.num_classes as i64;
+        let bs = b.dim(logits, 0)?;
+        let prob = b.reshape(&b.sigmoid(logits)?, &[Some(bs), None])?;
+        let (scores, idx) = b.topk(&prob, &b.dim_const(self.cfg.heads.num_select as i64))?;
+        let query = b.floor_div_scalar(&idx, nc)?;
+        let labels = b.rem_scalar(&idx, nc)?;
+        let sel = b.gather_rows(boxes, &query)?;
+        let part = |i: i64| b.slice(&sel, 2, &b.dim_const(i), Some(&b.dim_const(i + 1)));
+        let (cx, cy, bw, bh) = (part(0)?, part(1)?, part(2)?, part(3)?);
+        let hw = b.mul_scalar(&bw, 0.5)?;
+        let hh = b.mul_scalar(&bh, 0.5)?;
+        let xyxy = b.concat(
+            &[
+                b.sub(&cx, &hw)?,
+                b.sub(&cy, &hh)?,
+                b.add(&cx, &hw)?,
+                b.add(&cy, &hh)?,
+            ],
+            2,
+        )?;
+        let (fw, fh) = (b.dim_to_f32(w)?, b.dim_to_f32(h)?);
+        let scale = b.stack(&[fw.clone(), fh.clone(), fw, fh], 0)?;
+        let xyxy = b.mul(&xyxy, &scale)?;
+        b.end_scope();
+        Ok((scores, labels, xyxy))
+    }
+}

@@ -1,0 +1,132 @@
+//! The libtorch reference as a [`Runtime`]: the model executed eagerly by the torch backend.
+
+use tch::{Device, Kind, Tensor};
+
+use super::{check_images, Runtime, RuntimeError};
+use crate::tensors::{HostData, HostTensor, TensorMap};
+use focus_models::model::{FocusDetr, ForwardOptions};
+use focus_models::torch_backend::{TorchBackend, TT};
+use focus_models::{FocusDetrConfig, WeightSchema, Weights};
+
+/// Options of the torch runtime.
+#[derive(Debug, Clone, Default)]
+pub struct TorchOptions {
+    /// Also return the intermediate tensors.
+    pub debug: bool,
+    /// Use `topk_proposals` from the inputs instead of the model's own two-stage selection.
+    pub override_proposals: bool,
+    /// Run inputs too small for the official model with fewer object tokens.
+    pub clamp_object_tokens: bool,
+}
+
+/// The reference runtime.
+pub struct TorchRuntime {
+    model: FocusDetr,
+    backend: TorchBackend,
+    opts: TorchOptions,
+}
+
+impl TorchRuntime {
+    /// Loads `weights` for `cfg` onto `device`.
+    pub fn new(
+        cfg: FocusDetrConfig,
+        weights: &Weights,
+        device: Device,
+        opts: TorchOptions,
+    ) -> Result<Self, RuntimeError> {
+        let schema = WeightSchema::new(&cfg);
+        let backend = TorchBackend::new(weights, &schema, device)?;
+        Ok(TorchRuntime {
+            model: FocusDetr::new(cfg),
+            backend,
+            opts,
+        })
+    }
+}
+
+fn to_torch(t: &HostTensor, device: Device) -> Result<Tensor, tch::TchError> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let x = match &t.data {
+        HostData::F32(v) => Tensor::f_from_slice(v)?,
+        HostData::I64(v) => Tensor::f_from_slice(v)?,
+        HostData::U8(v) => Tensor::f_from_slice(v)?,
+    };
+    x.f_reshape(shape)?.f_to_device(device)
+}
+
+fn to_host(t: &Tensor) -> Result<HostTensor, tch::TchError> {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    let flat = t
+        .f_to_device(Device::Cpu)?
+        .f_contiguous()?
+        .f_flatten(0, -1)?;
+    Ok(match t.kind() {
+        Kind::Int64 | Kind::Int | Kind::Bool => {
+            HostTensor::i64(shape, Vec::<i64>::try_from(flat.f_to_kind(Kind::Int64)?)?)
+        }
+        _ => HostTensor::f32(shape, Vec::<f32>::try_from(flat.f_to_kind(Kind::Float)?)?),
+    })
+}
+
+impl Runtime for TorchRuntime {
+    fn name(&self) -> String {
+        match self.backend.device() {
+            Device::Cpu => "torch-cpu".into(),
+            Device::Cuda(i) => format!("torch-cuda:{i}"),
+            d => format!("torch-{d:?}"),
+        }
+    }
+
+    fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError> {
+        let images = check_images(inputs)?;
+        let device = self.backend.device();
+        let conv = |name: &str, e: tch::TchError| RuntimeError::Input {
+            name: name.into(),
+            message: e.to_string(),
+        };
+        let x = TT(to_torch(images, device).map_err(|e| conv("images", e))?);
+        let override_topk = if self.opts.override_proposals {
+            let t = inputs.get("topk_proposals").ok_or_else(|| RuntimeError::Input {
+                name: "topk_proposals".into(),
+                message: "missing; --override-proposals needs int64 token indices [B, num_queries] in the input file".into(),
+            })?;
+            let want = [images.shape[0], self.model.cfg.heads.num_queries];
+            if t.as_i64().is_none() || t.shape != want {
+                return Err(RuntimeError::Input {
+                    name: "topk_proposals".into(),
+                    message: format!("has shape {:?}; expected int64 {want:?}", t.shape),
+                });
+            }
+            Some(TT(
+                to_torch(t, device).map_err(|e| conv("topk_proposals", e))?
+            ))
+        } else {
+            None
+        };
+        let opts = ForwardOptions {
+            debug: self.opts.debug,
+            topk_proposals: override_topk,
+            clamp_object_tokens: self.opts.clamp_object_tokens,
+        };
+        let _guard = tch::no_grad_guard();
+        let out = self.model.forward(&self.backend, &x, &opts)?;
+        let mut map = TensorMap::new();
+        let host = |t: &Tensor| {
+            to_host(t).map_err(|e| {
+                RuntimeError::Model(focus_models::backend::ModelError::Backend {
+                    op: "to host",
+                    message: e.to_string(),
+                })
+            })
+        };
+        map.insert("pred_logits".into(), host(&out.pred_logits)?);
+        map.insert("pred_boxes".into(), host(&out.pred_boxes)?);
+        map.insert("scores".into(), host(&out.scores)?);
+        map.insert("labels".into(), host(&out.labels)?);
+        map.insert("boxes_xyxy".into(), host(&out.boxes_xyxy)?);
+        for (k, v) in &out.debug {
+            map.insert(k.clone(), host(v)?);
+        }
+        Ok(map)
+    }
+}
