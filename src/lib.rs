@@ -4,6 +4,7 @@
 //! `focus-exporters`.
 
 pub mod doctor;
+pub mod images;
 pub mod runtime_env;
 pub mod runtimes;
 pub mod tensors;
