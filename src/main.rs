@@ -47,6 +47,15 @@ struct ExportArgs {
     /// Output ONNX file.
     #[arg(short = 'o', long, default_value = "focus_detr.onnx")]
     output: PathBuf,
+    /// ONNX opset (16 to 20).
+    #[arg(long, default_value_t = focus_exporters::export::DEFAULT_OPSET)]
+    opset: i64,
+    /// Leave out the post-processed outputs (scores, labels, boxes_xyxy).
+    #[arg(long)]
+    no_postprocess: bool,
+    /// Add the intermediate tensors as outputs (names as in the goldens).
+    #[arg(long)]
+    debug: bool,
 }
 
 #[derive(Subcommand)]
@@ -427,16 +436,62 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
     let Some(weights) = args.weights else {
         bail!("nothing to do: pass --weights W to export, or a subcommand (see --help)");
     };
+    let start = Instant::now();
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
-    Weights::load(&weights, &schema, &cfg.name)?;
-    bail!(
-        "the weights in {} are valid for {}, but ONNX export is not implemented yet \
-         (tracked by the export issue); nothing was written to {}",
-        weights.display(),
-        cfg.name,
-        args.output.display()
-    )
+    let w = Weights::load(&weights, &schema, &cfg.name)?;
+    let sha = sha256_file(&weights)?;
+    let opts = focus_exporters::ExportOptions {
+        opset: args.opset,
+        postprocess: !args.no_postprocess,
+        debug: args.debug,
+        weights_sha256: sha,
+    };
+    let summary = focus_exporters::export(&cfg, &w, &opts)?;
+    weights::write_atomically(&args.output, &summary.bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "wrote {} ({:.1} MB), opset {}, {} nodes, in {:.1} s",
+        args.output.display(),
+        summary.bytes.len() as f64 / 1e6,
+        summary.opset,
+        summary.nodes,
+        start.elapsed().as_secs_f64()
+    );
+    println!("  config   {} (weights {})", cfg.name, weights.display());
+    for (n, s) in &summary.inputs {
+        println!("  input    {n} {s}");
+    }
+    for (n, s) in &summary.outputs {
+        println!("  output   {n} {s}");
+    }
+    let ops: Vec<String> = summary
+        .op_histogram
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("  ops      {}", ops.join(", "));
+    println!("  custom   none (deformable attention as GridSample, top-k as TopK)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hex sha256 of a file, streamed.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn init_weights(cfg: &FocusDetrConfig, seed: u64, output: &Path) -> Result<ExitCode> {

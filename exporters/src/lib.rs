@@ -1,1 +1,9 @@
-//! ONNX export of Focus-DETR by tracing the model (export issue).
+//! focus-exporters: ONNX export of Focus-DETR. The model is traced through its `Backend` trait
+//! ([`tracer::OnnxTracer`]) into a graph ([`graph::GraphBuilder`]) and serialised with
+//! `onnx-protobuf` ([`export::export`]).
+
+pub mod export;
+pub mod graph;
+pub mod tracer;
+
+pub use export::{export, ExportError, ExportOptions, ExportSummary};

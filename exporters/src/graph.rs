@@ -1,0 +1,277 @@
+//! A small ONNX graph builder: nodes with scoped names, initializers, inputs, outputs and value
+//! infos, serialised with `onnx-protobuf`. Every name comes from counters and scopes, so the same
+//! sequence of calls gives byte-identical files.
+
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::type_proto;
+use onnx_protobuf::{
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// An attribute value.
+#[derive(Debug, Clone)]
+pub enum Attr {
+    /// INT.
+    Int(i64),
+    /// INTS.
+    Ints(Vec<i64>),
+    /// FLOAT.
+    Float(f32),
+    /// STRING.
+    Str(String),
+}
+
+/// Element types the exporter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elem {
+    /// float32.
+    F32,
+    /// int64.
+    I64,
+    /// bool.
+    Bool,
+}
+
+impl Elem {
+    fn proto(self) -> i32 {
+        match self {
+            Elem::F32 => DataType::FLOAT as i32,
+            Elem::I64 => DataType::INT64 as i32,
+            Elem::Bool => DataType::BOOL as i32,
+        }
+    }
+}
+
+/// A dimension in a declared type: fixed or named (symbolic).
+#[derive(Debug, Clone)]
+pub enum DeclDim {
+    /// A fixed size.
+    Fixed(i64),
+    /// A named runtime size.
+    Named(String),
+    /// Unknown.
+    Unknown,
+}
+
+/// Graph under construction.
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    value_info: Vec<ValueInfoProto>,
+    scopes: Vec<String>,
+    next_value: usize,
+    next_node: usize,
+}
+
+fn value_info(name: &str, elem: Elem, dims: &[DeclDim]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for d in dims {
+        let mut dim = Dimension::new();
+        dim.value = match d {
+            DeclDim::Fixed(v) => Some(dimension::Value::DimValue(*v)),
+            DeclDim::Named(n) => Some(dimension::Value::DimParam(n.clone())),
+            DeclDim::Unknown => None,
+        };
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = elem.proto();
+    tt.shape = protobuf::MessageField::some(shape);
+    let mut tp = TypeProto::new();
+    tp.value = Some(type_proto::Value::TensorType(tt));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.to_string();
+    vi.type_ = protobuf::MessageField::some(tp);
+    vi
+}
+
+impl GraphBuilder {
+    /// Enters a scope; node names get its path.
+    pub fn push_scope(&mut self, name: &str) {
+        self.scopes.push(name.to_string());
+    }
+
+    /// Leaves the innermost scope.
+    pub fn pop_scope(&mut self) {
+        self.scopes.pop();
+    }
+
+    /// A fresh value name.
+    pub fn fresh(&mut self) -> String {
+        self.next_value += 1;
+        format!("v{}", self.next_value)
+    }
+
+    /// Adds a node with `n_out` fresh outputs; returns their names.
+    pub fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        n_out: usize,
+        attrs: &[(&str, Attr)],
+    ) -> Vec<String> {
+        self.node_in_domain(op, "", inputs, n_out, attrs)
+    }
+
+    /// Adds a node of a given domain.
+    pub fn node_in_domain(
+        &mut self,
+        op: &str,
+        domain: &str,
+        inputs: &[&str],
+        n_out: usize,
+        attrs: &[(&str, Attr)],
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..n_out).map(|_| self.fresh()).collect();
+        let mut n = NodeProto::new();
+        self.next_node += 1;
+        let scope = self.scopes.join(".");
+        n.name = if scope.is_empty() {
+            format!("{op}_{}", self.next_node)
+        } else {
+            format!("{scope}/{op}_{}", self.next_node)
+        };
+        n.op_type = op.to_string();
+        n.domain = domain.to_string();
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = outs.clone();
+        for (name, a) in attrs {
+            let mut ap = AttributeProto::new();
+            ap.name = name.to_string();
+            use onnx_protobuf::attribute_proto::AttributeType as T;
+            match a {
+                Attr::Int(v) => {
+                    ap.i = *v;
+                    ap.type_ = T::INT.into();
+                }
+                Attr::Ints(v) => {
+                    ap.ints = v.clone();
+                    ap.type_ = T::INTS.into();
+                }
+                Attr::Float(v) => {
+                    ap.f = *v;
+                    ap.type_ = T::FLOAT.into();
+                }
+                Attr::Str(v) => {
+                    ap.s = v.as_bytes().to_vec();
+                    ap.type_ = T::STRING.into();
+                }
+            }
+            n.attribute.push(ap);
+        }
+        self.nodes.push(n);
+        outs
+    }
+
+    /// Adds an initializer with raw little-endian data; returns its name.
+    pub fn initializer(&mut self, name: &str, elem: Elem, dims: &[i64], raw: Vec<u8>) -> String {
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = elem.proto();
+        t.dims = dims.to_vec();
+        t.raw_data = raw;
+        self.initializers.push(t);
+        name.to_string()
+    }
+
+    /// A float32 constant (as an initializer with a fresh name).
+    pub fn const_f32(&mut self, values: &[f32], dims: &[i64]) -> String {
+        let name = format!("c{}", self.next_value + 1);
+        self.next_value += 1;
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer(&name, Elem::F32, dims, raw)
+    }
+
+    /// An int64 constant (as an initializer with a fresh name).
+    pub fn const_i64(&mut self, values: &[i64], dims: &[i64]) -> String {
+        let name = format!("c{}", self.next_value + 1);
+        self.next_value += 1;
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer(&name, Elem::I64, dims, raw)
+    }
+
+    /// Declares a graph input.
+    pub fn input(&mut self, name: &str, elem: Elem, dims: &[DeclDim]) {
+        self.inputs.push(value_info(name, elem, dims));
+    }
+
+    /// Declares a graph output named `name`, fed from `value` through an Identity node.
+    pub fn output(&mut self, name: &str, value: &str, elem: Elem, dims: &[DeclDim]) {
+        let mut n = NodeProto::new();
+        n.op_type = "Identity".into();
+        n.name = format!("outputs/{name}");
+        n.input = vec![value.to_string()];
+        n.output = vec![name.to_string()];
+        self.nodes.push(n);
+        self.outputs.push(value_info(name, elem, dims));
+    }
+
+    /// Records the type and shape of an intermediate value.
+    pub fn annotate(&mut self, name: &str, elem: Elem, dims: &[DeclDim]) {
+        self.value_info.push(value_info(name, elem, dims));
+    }
+
+    /// Number of nodes so far.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Op-type histogram of the nodes (sorted by op type).
+    pub fn op_histogram(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut h = std::collections::BTreeMap::new();
+        for n in &self.nodes {
+            *h.entry(n.op_type.clone()).or_insert(0) += 1;
+        }
+        h
+    }
+
+    /// Assembles the model.
+    pub fn finish(
+        self,
+        name: &str,
+        opset: i64,
+        custom_domains: &[(&str, i64)],
+        metadata: &[(String, String)],
+    ) -> ModelProto {
+        let mut g = GraphProto::new();
+        g.name = name.to_string();
+        g.node = self.nodes;
+        g.initializer = self.initializers;
+        g.input = self.inputs;
+        g.output = self.outputs;
+        g.value_info = self.value_info;
+        let mut m = ModelProto::new();
+        // The IR version each opset came with (opset 19 and 20 need IR 9).
+        m.ir_version = if opset >= 19 { 9 } else { 8 };
+        m.producer_name = "focus-export".into();
+        m.producer_version = env!("CARGO_PKG_VERSION").into();
+        m.graph = protobuf::MessageField::some(g);
+        let mut os = OperatorSetIdProto::new();
+        os.domain = String::new();
+        os.version = opset;
+        m.opset_import.push(os);
+        for (d, v) in custom_domains {
+            let mut os = OperatorSetIdProto::new();
+            os.domain = d.to_string();
+            os.version = *v;
+            m.opset_import.push(os);
+        }
+        for (k, v) in metadata {
+            let mut e = StringStringEntryProto::new();
+            e.key = k.clone();
+            e.value = v.clone();
+            m.metadata_props.push(e);
+        }
+        m
+    }
+}
+
+/// Serialises a model to bytes.
+pub fn to_bytes(m: &ModelProto) -> Result<Vec<u8>, protobuf::Error> {
+    m.write_to_bytes()
+}
