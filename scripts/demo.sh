@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on demo weights, from a fresh clone: installs the runtimes, builds
 # focus-export, writes the demo weights (focus-synth-v1, seed 0, the R50 36-epoch preset),
-# checks them, and exports them to ONNX.
+# checks them, exports them to ONNX, and runs the exported model on ONNX Runtime next to the
+# libtorch reference on the same input.
 # Outputs go to demo/ (git-ignored).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,21 @@ mkdir -p demo
 "$bin" doctor
 "$bin" init-weights --config r50_4scale_36ep --seed 0 -o demo/focus_detr_r50_synth.safetensors
 "$bin" names --config r50_4scale_36ep --check demo/focus_detr_r50_synth.safetensors
-# The main job, ONNX export, is the next milestone (the export issue). When it lands, this script
-# runs it here:
-#   "$bin" --weights demo/focus_detr_r50_synth.safetensors --config r50_4scale_36ep -o demo/focus_detr_r50.onnx
-echo "demo: weights written and checked; ONNX export is not implemented yet, so the demo stops here"
+# The main job: export.
+"$bin" --weights demo/focus_detr_r50_synth.safetensors --config r50_4scale_36ep -o demo/focus_detr_r50.onnx
+# Run it: a golden input if ../shared is beside this checkout, else a grey 480×640 image.
+input=../shared/golden/coffee_480x640.safetensors
+if [ ! -f "$input" ]; then
+  input=demo/grey_480x640.safetensors
+  .venv/bin/python - "$input" <<'PY'
+import json, struct, sys
+h, w = 480, 640
+data = struct.pack("<%df" % (3 * h * w), *([0.0] * (3 * h * w)))
+header = json.dumps({"images": {"dtype": "F32", "shape": [1, 3, h, w], "data_offsets": [0, len(data)]}}).encode()
+header += b" " * (-len(header) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(header)) + header + data)
+PY
+fi
+"$bin" run --runtime ort --model demo/focus_detr_r50.onnx --threads 2 --input "$input" --output demo/ort_out.safetensors
+"$bin" run --runtime torch --weights demo/focus_detr_r50_synth.safetensors --threads 2 --input "$input" --output demo/torch_out.safetensors
+echo "demo: exported demo/focus_detr_r50.onnx and ran it on ONNX Runtime and the torch reference (outputs in demo/)"

@@ -56,6 +56,9 @@ struct ExportArgs {
     /// Add the intermediate tensors as outputs (names as in the goldens).
     #[arg(long)]
     debug: bool,
+    /// Debugging: add an input `topk_proposals_in` that replaces the two-stage selection.
+    #[arg(long)]
+    proposals_input: bool,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +125,19 @@ enum Command {
 enum RuntimeKind {
     /// The libtorch reference (needs the `torch` feature and --weights).
     Torch,
+    /// ONNX Runtime on an exported model (--model).
+    Ort,
+}
+
+/// ONNX Runtime execution provider.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProviderKind {
+    /// CPU.
+    Cpu,
+    /// CUDA.
+    Cuda,
+    /// TensorRT.
+    Tensorrt,
 }
 
 /// Arguments of `predict`.
@@ -161,8 +177,23 @@ struct RunArgs {
     /// Weights (.safetensors) for the torch runtime.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Exported model (.onnx) for the ort runtime.
+    #[arg(long)]
+    model: Option<PathBuf>,
     #[command(flatten)]
     config: ConfigArg,
+    /// ONNX Runtime execution provider.
+    #[arg(long, value_enum, default_value = "cpu")]
+    provider: ProviderKind,
+    /// TensorRT: build fp16 engines.
+    #[arg(long)]
+    fp16: bool,
+    /// TensorRT: engine cache folder.
+    #[arg(long)]
+    engine_cache: Option<PathBuf>,
+    /// TensorRT: optimisation profile "MIN;OPT;MAX", each like images:1x3x800x1344.
+    #[arg(long)]
+    trt_profile: Option<String>,
     /// Input tensors (.safetensors with `images` [B, 3, H, W] float32, normalised).
     #[arg(long)]
     input: PathBuf,
@@ -285,6 +316,11 @@ fn predict(args: &PredictArgs) -> Result<ExitCode> {
     let run = RunArgs {
         runtime: RuntimeKind::Torch,
         weights: Some(args.weights.clone()),
+        model: None,
+        provider: ProviderKind::Cpu,
+        fp16: false,
+        engine_cache: None,
+        trt_profile: None,
         config: args.config.clone(),
         input: args.image.clone(),
         output: None,
@@ -389,7 +425,62 @@ fn predict(args: &PredictArgs) -> Result<ExitCode> {
 fn make_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
     match args.runtime {
         RuntimeKind::Torch => torch_runtime(args),
+        RuntimeKind::Ort => ort_runtime(args),
     }
+}
+
+/// CUDA device index from --device (cpu → 0).
+#[cfg(any(feature = "ort", feature = "torch"))]
+fn cuda_index(device: &str) -> Result<i32> {
+    match device {
+        "cpu" | "cuda" => Ok(0),
+        d => d
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse().ok())
+            .with_context(|| format!("--device {d}: expected cpu, cuda or cuda:N")),
+    }
+}
+
+#[cfg(feature = "ort")]
+fn ort_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
+    let model = args
+        .model
+        .as_ref()
+        .context("--model is required for --runtime ort")?;
+    let device_id = cuda_index(&args.device)?;
+    let provider = match args.provider {
+        ProviderKind::Cpu => Provider::Cpu,
+        ProviderKind::Cuda => Provider::Cuda { device_id },
+        ProviderKind::Tensorrt => {
+            let profile = match &args.trt_profile {
+                None => None,
+                Some(p) => {
+                    let parts: Vec<&str> = p.split(';').collect();
+                    let [min, opt, max] = parts[..] else {
+                        bail!("--trt-profile {p}: expected MIN;OPT;MAX, e.g. images:1x3x480x640;images:1x3x800x1216;images:1x3x1344x1344");
+                    };
+                    Some((min.to_string(), opt.to_string(), max.to_string()))
+                }
+            };
+            Provider::TensorRt {
+                device_id,
+                fp16: args.fp16,
+                engine_cache: args.engine_cache.clone(),
+                profile,
+            }
+        }
+    };
+    let opts = OrtOptions {
+        provider,
+        threads: args.threads,
+    };
+    Ok(Box::new(OrtRuntime::new(model, &opts)?))
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_runtime(_args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    bail!("this binary was built without the `ort` feature; rebuild with `cargo build --release --features ort`")
 }
 
 #[cfg(feature = "torch")]
@@ -404,11 +495,7 @@ fn torch_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runti
     let w = Weights::load(weights, &schema, &cfg.name)?;
     let device = match args.device.as_str() {
         "cpu" => tch::Device::Cpu,
-        "cuda" => tch::Device::Cuda(0),
-        d => match d.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            Some(i) => tch::Device::Cuda(i),
-            None => bail!("--device {d}: expected cpu, cuda or cuda:N"),
-        },
+        d => tch::Device::Cuda(cuda_index(d)? as usize),
     };
     if let tch::Device::Cuda(i) = device {
         let n = tch::Cuda::device_count();
@@ -446,6 +533,7 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         postprocess: !args.no_postprocess,
         debug: args.debug,
         weights_sha256: sha,
+        proposals_input: args.proposals_input,
     };
     let summary = focus_exporters::export(&cfg, &w, &opts)?;
     weights::write_atomically(&args.output, &summary.bytes)

@@ -12,6 +12,10 @@ use crate::tracer::{Dim, OnnxTracer, TV};
 
 /// Lowest and highest opset the exporter writes (GridSample needs 16).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 16..=20;
+/// Name of the debug input that replaces the two-stage selection (distinct from the debug
+/// output `topk_proposals`, which reports the selection used).
+pub const PROPOSALS_INPUT: &str = "topk_proposals_in";
+
 /// The default opset.
 pub const DEFAULT_OPSET: i64 = 17;
 
@@ -40,6 +44,9 @@ pub struct ExportOptions {
     pub debug: bool,
     /// Hex sha256 of the weights file, recorded in the metadata.
     pub weights_sha256: String,
+    /// Debugging: add an input [`PROPOSALS_INPUT`] (int64 [batch, num_queries]) that replaces the
+    /// two-stage selection, so decoders can be compared with a reference's proposal order.
+    pub proposals_input: bool,
 }
 
 /// What was exported.
@@ -105,8 +112,15 @@ pub fn export(
         DeclDim::Named("width".into()),
     ];
     t.g.borrow_mut().input("images", Elem::F32, &image_decl);
+    let proposals = opts.proposals_input.then(|| {
+        let q = cfg.heads.num_queries as i64;
+        let decl = [DeclDim::Named("batch".into()), DeclDim::Fixed(q)];
+        t.g.borrow_mut().input(PROPOSALS_INPUT, Elem::I64, &decl);
+        t.input(PROPOSALS_INPUT, Elem::I64, vec![None, Some(Dim::Const(q))])
+    });
     let fo = ForwardOptions {
         debug: opts.debug,
+        topk_proposals: proposals,
         ..Default::default()
     };
     let out = model.forward(&t, &images, &fo)?;
@@ -167,10 +181,17 @@ pub fn export(
     let nodes = g.node_count();
     let m = g.finish("focus_detr", opts.opset, &[], &metadata);
     let bytes = crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))?;
+    let mut inputs = vec![("images".into(), shape_text(&image_decl))];
+    if opts.proposals_input {
+        inputs.push((
+            PROPOSALS_INPUT.into(),
+            format!("[batch, {}]", cfg.heads.num_queries),
+        ));
+    }
     Ok(ExportSummary {
         bytes,
         opset: opts.opset,
-        inputs: vec![("images".into(), shape_text(&image_decl))],
+        inputs,
         outputs: outputs
             .iter()
             .map(|(n, _, d)| (n.clone(), shape_text(d)))

@@ -1,6 +1,8 @@
 //! Runtimes that execute Focus-DETR behind one interface: host tensors in, host tensors out.
-//! Today the libtorch reference; ONNX Runtime and tract join with the export.
+//! The libtorch reference (feature `torch`) and ONNX Runtime (feature `ort`).
 
+#[cfg(feature = "ort")]
+pub mod ort;
 #[cfg(feature = "torch")]
 pub mod torch;
 
@@ -17,6 +19,9 @@ pub enum RuntimeError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// The runtime itself failed (library, session, provider, run).
+    #[error("{0}")]
+    Backend(String),
     /// The model failed.
     #[error(transparent)]
     Model(#[from] focus_models::backend::ModelError),

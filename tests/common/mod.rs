@@ -60,3 +60,4 @@ pub fn write_tiny_config(dir: &std::path::Path) -> PathBuf {
     std::fs::write(&p, TINY_CONFIG_JSON).unwrap();
     p
 }
+pub mod golden;

@@ -1,0 +1,271 @@
+//! ONNX Runtime through `ort` (library loaded at run time, see `runtime_env`): CPU, CUDA and
+//! TensorRT execution providers behind the [`Runtime`] interface.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::ep::ExecutionProvider as _;
+use ort::session::Session;
+use ort::value::{Tensor, TensorElementType, ValueType};
+
+use super::{check_images, Runtime, RuntimeError};
+use crate::runtime_env;
+use crate::tensors::{HostData, HostTensor, TensorMap};
+
+/// Which execution provider runs the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    /// The CPU provider.
+    Cpu,
+    /// CUDA on a device.
+    Cuda {
+        /// CUDA device index.
+        device_id: i32,
+    },
+    /// TensorRT on a device.
+    TensorRt {
+        /// CUDA device index.
+        device_id: i32,
+        /// Build fp16 engines.
+        fp16: bool,
+        /// Cache built engines here.
+        engine_cache: Option<PathBuf>,
+        /// Optimisation profile `(min, opt, max)` in ORT's format, e.g. `images:1x3x800x1344`.
+        profile: Option<(String, String, String)>,
+    },
+}
+
+/// Options of an ONNX Runtime session.
+#[derive(Debug, Clone)]
+pub struct OrtOptions {
+    /// The provider.
+    pub provider: Provider,
+    /// Intra-op threads (default: ORT's choice).
+    pub threads: Option<usize>,
+}
+
+/// Errors specific to ONNX Runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum OrtError {
+    /// The library could not be found or loaded.
+    #[error("ONNX Runtime is not available: {0}")]
+    Library(String),
+    /// The provider is not part of this ONNX Runtime build or failed to initialise.
+    #[error("the {provider} execution provider is not available in {library}: {message}; install the GPU runtimes with `{fix}`")]
+    Provider {
+        /// Provider name.
+        provider: &'static str,
+        /// Library path.
+        library: String,
+        /// Details.
+        message: String,
+        /// Fix command.
+        fix: String,
+    },
+    /// Creating the session failed.
+    #[error("{path}: cannot load the model in ONNX Runtime: {message}")]
+    Session {
+        /// Model file.
+        path: String,
+        /// What ORT said.
+        message: String,
+    },
+    /// Running failed.
+    #[error("ONNX Runtime run failed: {0}")]
+    Run(String),
+}
+
+impl From<OrtError> for RuntimeError {
+    fn from(e: OrtError) -> Self {
+        RuntimeError::Backend(e.to_string())
+    }
+}
+
+/// The process-wide ORT environment (ORT allows one), created on first use.
+fn environment() -> Result<&'static (Environment, PathBuf), OrtError> {
+    static ENV: OnceLock<Result<(Environment, PathBuf), String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = runtime_env::find_onnxruntime().map_err(|e| e.to_string())?;
+        let env = ort::init_from(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .with_name("focus-export")
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok((env, path))
+    })
+    .as_ref()
+    .map_err(|e| OrtError::Library(e.clone()))
+}
+
+/// A model loaded in ONNX Runtime.
+pub struct OrtRuntime {
+    session: Session,
+    name: String,
+}
+
+impl OrtRuntime {
+    /// Loads `model` with `opts`.
+    pub fn new(model: &Path, opts: &OrtOptions) -> Result<Self, OrtError> {
+        let (env, lib) = environment()?;
+        let sess_err = |e: ort::Error| OrtError::Session {
+            path: model.display().to_string(),
+            message: e.to_string(),
+        };
+        let builder_err = |e: ort::Error<ort::session::builder::SessionBuilder>| {
+            sess_err(ort::Error::<()>::from(e))
+        };
+        let mut b = Session::builder(env).map_err(sess_err)?;
+        if let Some(t) = opts.threads {
+            b = b.with_intra_threads(t).map_err(builder_err)?;
+        }
+        let provider_err = |provider: &'static str, message: String| OrtError::Provider {
+            provider,
+            library: lib.display().to_string(),
+            message,
+            fix: runtime_env::setup_command(true),
+        };
+        let name = match &opts.provider {
+            Provider::Cpu => "ort-cpu".to_string(),
+            Provider::Cuda { device_id } => {
+                if !ort::ep::CUDA::is_available().unwrap_or(false) {
+                    return Err(provider_err(
+                        "CUDA",
+                        "this ONNX Runtime build has no CUDA provider".into(),
+                    ));
+                }
+                let ep = ort::ep::CUDA::default()
+                    .with_device_id(*device_id)
+                    .build()
+                    .error_on_failure();
+                b = b
+                    .with_execution_providers([ep])
+                    .map_err(|e| provider_err("CUDA", ort::Error::<()>::from(e).to_string()))?;
+                format!("ort-cuda:{device_id}")
+            }
+            Provider::TensorRt {
+                device_id,
+                fp16,
+                engine_cache,
+                profile,
+            } => {
+                if !ort::ep::TensorRT::is_available().unwrap_or(false) {
+                    return Err(provider_err(
+                        "TensorRT",
+                        "this ONNX Runtime build has no TensorRT provider".into(),
+                    ));
+                }
+                let mut ep = ort::ep::TensorRT::default()
+                    .with_device_id(*device_id)
+                    .with_fp16(*fp16);
+                if let Some(dir) = engine_cache {
+                    ep = ep
+                        .with_engine_cache(true)
+                        .with_engine_cache_path(dir.display());
+                }
+                if let Some((min, opt, max)) = profile {
+                    ep = ep
+                        .with_profile_min_shapes(min)
+                        .with_profile_opt_shapes(opt)
+                        .with_profile_max_shapes(max);
+                }
+                b = b
+                    .with_execution_providers([ep.build().error_on_failure()])
+                    .map_err(|e| provider_err("TensorRT", ort::Error::<()>::from(e).to_string()))?;
+                format!(
+                    "ort-tensorrt:{device_id}{}",
+                    if *fp16 { "-fp16" } else { "" }
+                )
+            }
+        };
+        let session = b.commit_from_file(model).map_err(sess_err)?;
+        Ok(OrtRuntime { session, name })
+    }
+
+    /// The names of the model's outputs.
+    pub fn output_names(&self) -> Vec<String> {
+        self.session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect()
+    }
+}
+
+impl Runtime for OrtRuntime {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError> {
+        check_images(inputs)?;
+        let mut feed = Vec::new();
+        let wanted: Vec<String> = self
+            .session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        for name in &wanted {
+            // The proposal-override input also accepts a golden file's `topk_proposals`.
+            let alias =
+                (name == focus_exporters::export::PROPOSALS_INPUT).then_some("topk_proposals");
+            let t = inputs
+                .get(name)
+                .or_else(|| alias.and_then(|a| inputs.get(a)))
+                .ok_or_else(|| RuntimeError::Input {
+                    name: name.clone(),
+                    message: "the model needs this input but the input file has none".into(),
+                })?;
+            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            let v: ort::value::DynValue = match &t.data {
+                HostData::F32(v) => Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
+                HostData::I64(v) => Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
+                HostData::U8(v) => Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
+            }
+            .map_err(|e| RuntimeError::Input {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            feed.push((name.clone(), v));
+        }
+        let outputs = self
+            .session
+            .run(feed)
+            .map_err(|e| OrtError::Run(e.to_string()))?;
+        let mut map = TensorMap::new();
+        for (name, v) in outputs.iter() {
+            let ty = match v.dtype() {
+                ValueType::Tensor { ty, .. } => *ty,
+                other => {
+                    return Err(OrtError::Run(format!(
+                        "output `{name}` is not a tensor: {other:?}"
+                    ))
+                    .into())
+                }
+            };
+            let host = match ty {
+                TensorElementType::Float32 => {
+                    let (s, d) = v
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| OrtError::Run(e.to_string()))?;
+                    HostTensor::f32(s.iter().map(|&x| x as usize).collect(), d.to_vec())
+                }
+                TensorElementType::Int64 => {
+                    let (s, d) = v
+                        .try_extract_tensor::<i64>()
+                        .map_err(|e| OrtError::Run(e.to_string()))?;
+                    HostTensor::i64(s.iter().map(|&x| x as usize).collect(), d.to_vec())
+                }
+                other => {
+                    return Err(OrtError::Run(format!(
+                        "output `{name}` has element type {other:?}"
+                    ))
+                    .into())
+                }
+            };
+            map.insert(name.to_string(), host);
+        }
+        Ok(map)
+    }
+}
