@@ -8,8 +8,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup-env.sh
-cargo build --release --all-features --locked
-bin=target/release/focus-export
+# The dev profile is optimised (Cargo.toml) and shares its build with the test suite.
+cargo build --all-features --locked
+bin=target/debug/focus-export
 mkdir -p demo
 "$bin" doctor
 "$bin" init-weights --config r50_4scale_36ep --seed 0 -o demo/focus_detr_r50_synth.safetensors
