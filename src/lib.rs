@@ -1,5 +1,5 @@
 //! focus-export: the library behind the `focus-export` command. It owns the runtimes (ONNX
-//! Runtime through `ort`, tract, the libtorch reference), finding their native libraries, and the
+//! Runtime through `ort`, the libtorch reference; tract to come), finding their native libraries, and the
 //! checks; the model lives in `focus-models`, the custom ops in `focus-ops` and the ONNX writer in
 //! `focus-exporters`.
 

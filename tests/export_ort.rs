@@ -12,29 +12,14 @@ use std::sync::OnceLock;
 use common::golden;
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
 
-/// Exports the seed-0 R50 model once per test process with the given extra flags.
-fn export(flags: &[&str], file: &str) -> PathBuf {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
-    let mut cmd = common::cli();
-    cmd.arg("--weights")
-        .arg(golden::weights_file())
-        .arg("-o")
-        .arg(&out)
-        .args(flags);
-    let (ok, stdout, stderr) = common::output(cmd);
-    assert!(ok, "export failed: {stderr}");
-    assert!(stdout.contains("opset 17"), "{stdout}");
-    out
-}
-
 fn debug_model() -> &'static PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| export(&["--debug"], "debug.onnx"))
+    M.get_or_init(|| golden::export_model(&["--debug"], "debug.onnx"))
 }
 
 fn injected_model() -> &'static PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| export(&["--debug", "--proposals-input"], "debug_injected.onnx"))
+    M.get_or_init(|| golden::export_model(&["--debug", "--proposals-input"], "debug_injected.onnx"))
 }
 
 fn ort(model: &Path) -> OrtRuntime {
@@ -78,7 +63,7 @@ fn rocket_800x1184() {
 
 #[test]
 fn the_pinned_onnx_checker_accepts_the_model() {
-    let plain = export(&[], "plain.onnx");
+    let plain = golden::export_model(&[], "plain.onnx");
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -102,8 +87,8 @@ fn the_pinned_onnx_checker_accepts_the_model() {
 
 #[test]
 fn exporting_twice_is_byte_identical_and_opsets_are_checked() {
-    let a = export(&[], "twice_a.onnx");
-    let b = export(&[], "twice_b.onnx");
+    let a = golden::export_model(&[], "twice_a.onnx");
+    let b = golden::export_model(&[], "twice_b.onnx");
     assert!(
         std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
         "two exports differ"

@@ -132,3 +132,31 @@ fn too_small_inputs_are_refused_unless_clamped() {
     let out = model.forward(&backend, &images, &opts).unwrap();
     assert_eq!(out.scores.size(), vec![1, 300]);
 }
+
+#[test]
+fn cuda_reference_meets_the_same_budgets_when_a_gpu_is_present() {
+    if !tch::Cuda::is_available() {
+        eprintln!("skipped: libtorch sees no CUDA device on this machine");
+        return;
+    }
+    let cfg = FocusDetrConfig::default();
+    let schema = WeightSchema::new(&cfg);
+    let w = Weights::load(golden::weights_file(), &schema, &cfg.name).unwrap();
+    let make = |override_proposals| {
+        let opts = TorchOptions {
+            debug: true,
+            override_proposals,
+            clamp_object_tokens: false,
+        };
+        TorchRuntime::new(cfg.clone(), &w, Device::Cuda(0), opts).unwrap()
+    };
+    let name = golden::CASES[0];
+    let g = golden::load_case(name);
+    let out = golden::run_case(&mut make(false), &g, false);
+    let inj = golden::run_case(&mut make(true), &g, true);
+    let report = golden::check_case(name, &out, &inj, &g);
+    eprintln!(
+        "torch reference on CUDA, {name}:\n  {}",
+        report.join("\n  ")
+    );
+}

@@ -32,6 +32,15 @@ pub struct TV {
     pub dims: Vec<Option<Dim>>,
 }
 
+/// Attributes of a square k×k window with stride s and symmetric padding p (Conv, MaxPool).
+fn window_attrs(k: i64, s: i64, p: i64) -> [(&'static str, Attr); 3] {
+    [
+        ("kernel_shape", Attr::Ints(vec![k, k])),
+        ("pads", Attr::Ints(vec![p, p, p, p])),
+        ("strides", Attr::Ints(vec![s, s])),
+    ]
+}
+
 /// Records the model into a [`GraphBuilder`].
 pub struct OnnxTracer<'w> {
     /// The graph (interior mutability: backend methods take `&self`).
@@ -250,9 +259,13 @@ impl Backend for OnnxTracer<'_> {
             let vals: Vec<f32> = (0..*v).map(|i| i as f32).collect();
             return self.const_f32(&vals, &[*v as usize]);
         }
-        let limit = self.dim_to_f32(n)?;
-        let (z, one) = (self.cf32_scalar(0.0), self.cf32_scalar(1.0));
-        let o = self.node1("Range", &[&z, &limit.name, &one], &[]);
+        // An integer Range (its length follows the size symbolically), then float32.
+        let ax = self.ci64(&[0]);
+        let limit = self.node1("Squeeze", &[&self.dim_value_name(n), &ax], &[]);
+        let z = self.g.borrow_mut().const_i64(&[0], &[]);
+        let one = self.g.borrow_mut().const_i64(&[1], &[]);
+        let r = self.node1("Range", &[&z, &limit, &one], &[]);
+        let o = self.node1("Cast", &[&r], &[("to", Attr::Int(1))]);
         Ok(self.tv(o, Elem::F32, vec![Some(n.clone())]))
     }
     fn dims_to_i64(&self, dims: &[Dim]) -> Result<TV> {
@@ -311,7 +324,12 @@ impl Backend for OnnxTracer<'_> {
         Ok(match a {
             Dim::Const(v) => Dim::Const((c * *v as f32) as i64),
             Dim::Dyn(n) => {
-                // float32 product truncated toward zero, as int(float32 tensor) does.
+                // Integer form when it is exact (shape-inferring runtimes can follow it)...
+                if let Some((p, q)) = focus_models::config::exact_ratio(c) {
+                    let m = self.dim_binary("Mul", a, &Dim::Const(p as i64), |x, y| x * y);
+                    return Ok(self.dim_binary("Div", &m, &Dim::Const(q as i64), |x, y| x / y));
+                }
+                // ...else the float32 product truncated toward zero, as int(float32 tensor) does.
                 let f = self.node1("Cast", &[n], &[("to", Attr::Int(1))]);
                 let cc = self.g.borrow_mut().const_f32(&[c], &[1]);
                 let p = self.node1("Mul", &[&f, &cc], &[]);
@@ -475,15 +493,7 @@ impl Backend for OnnxTracer<'_> {
             ins.push(b.name.to_string());
         }
         let refs: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
-        let o = self.node1(
-            "Conv",
-            &refs,
-            &[
-                ("kernel_shape", Attr::Ints(vec![k, k])),
-                ("pads", Attr::Ints(vec![p, p, p, p])),
-                ("strides", Attr::Ints(vec![s, s])),
-            ],
-        );
+        let o = self.node1("Conv", &refs, &window_attrs(k, s, p));
         Ok(self.tv(
             o,
             Elem::F32,
@@ -492,15 +502,7 @@ impl Backend for OnnxTracer<'_> {
     }
     fn max_pool2d(&self, x: &TV, kernel: usize, stride: usize, padding: usize) -> Result<TV> {
         let (k, s, p) = (kernel as i64, stride as i64, padding as i64);
-        let o = self.node1(
-            "MaxPool",
-            &[&x.name],
-            &[
-                ("kernel_shape", Attr::Ints(vec![k, k])),
-                ("pads", Attr::Ints(vec![p, p, p, p])),
-                ("strides", Attr::Ints(vec![s, s])),
-            ],
-        );
+        let o = self.node1("MaxPool", &[&x.name], &window_attrs(k, s, p));
         Ok(self.tv(
             o,
             Elem::F32,
@@ -590,7 +592,18 @@ impl Backend for OnnxTracer<'_> {
     }
 
     fn reshape(&self, x: &TV, shape: &[Option<Dim>]) -> Result<TV> {
-        let s = self.shape_tensor(shape, -1);
+        // A computed size that is the input's own size at the same axis is written as 0 ("copy
+        // from the input"): runtimes that reason about shapes symbolically (tract) then need not
+        // prove two size formulas equal.
+        let request: Vec<Option<Dim>> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match (d, x.dims.get(i)) {
+                (Some(Dim::Dyn(a)), Some(Some(Dim::Dyn(b)))) if a == b => Some(Dim::Const(0)),
+                _ => d.clone(),
+            })
+            .collect();
+        let s = self.shape_tensor(&request, -1);
         let o = self.node1("Reshape", &[&x.name, &s], &[]);
         Ok(self.tv(o, x.elem, shape.to_vec()))
     }

@@ -596,6 +596,32 @@ impl FocusDetrConfig {
     }
 }
 
+/// Largest token count for which [`exact_ratio`] proves its integer form: 2^21 tokens, an image of
+/// about 10 000 × 10 000 pixels (for c = 0.6 the integer form first differs at 3 495 258 tokens).
+pub const RATIO_CHECKED_UP_TO: u64 = 1 << 21;
+
+/// The float32 product truncated toward zero, `int(float32(c) · float32(n))`, as the official
+/// code computes token budgets.
+pub fn scale_f32(n: u64, c: f32) -> u64 {
+    (c * n as f32) as u64
+}
+
+/// A fraction p/q with `floor(n·p/q) == int(float32(c)·float32(n))` for every n up to
+/// [`RATIO_CHECKED_UP_TO`] (checked exhaustively), so that exported graphs can compute token
+/// budgets with integer arithmetic that shape-inferring runtimes (tract) can follow. `None` when
+/// no fraction with a denominator up to 1000 agrees everywhere.
+pub fn exact_ratio(c: f32) -> Option<(u64, u64)> {
+    if !(c.is_finite() && c > 0.0) {
+        return None;
+    }
+    (1..=1000u64).find_map(|q| {
+        let p = (f64::from(c) * q as f64).round() as u64;
+        (1..=RATIO_CHECKED_UP_TO)
+            .all(|n| n * p / q == scale_f32(n, c))
+            .then_some((p, q))
+    })
+}
+
 /// JSON merge: objects merge key by key, anything else replaces.
 fn merge_json(base: &mut Value, over: Value) {
     match (base, over) {
@@ -659,6 +685,22 @@ mod tests {
     }
 
     #[test]
+    fn token_budgets_have_exact_integer_forms() {
+        // ρ and the cascade of every preset.
+        assert_eq!(exact_ratio(0.5), Some((1, 2)));
+        assert_eq!(exact_ratio(1.0), Some((1, 1)));
+        assert_eq!(exact_ratio(0.8), Some((4, 5)));
+        assert_eq!(exact_ratio(0.6), Some((3, 5)));
+        assert_eq!(exact_ratio(0.4), Some((2, 5)));
+        assert_eq!(exact_ratio(0.2), Some((1, 5)));
+        assert_eq!(exact_ratio(0.7), Some((7, 10)));
+        // A value whose float32 products no small fraction reproduces.
+        assert_eq!(exact_ratio(0.123456), None);
+        // Beyond the checked range the float32 rounding can differ (documented bound).
+        assert_ne!(3_495_258 * 3 / 5, scale_f32(3_495_258, 0.6));
+    }
+
+    #[test]
     fn base_plus_override() {
         let cfg = FocusDetrConfig::from_json_str(
             r#"{"base": "r50_4scale_36ep", "name": "mine", "heads": {"num_select": 100}}"#,
@@ -672,33 +714,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = FocusDetrConfig::from_json_str(
-            r#"{"base": "r50_4scale_36ep", "focus": {"cascade": [1.0, 0.5]}}"#,
-            "t.json",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("focus.cascade"), "{e}");
-        let e = FocusDetrConfig::from_json_str(
-            r#"{"base": "r50_4scale_36ep", "focus": {"rho": "half"}}"#,
-            "t.json",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("focus.rho"), "{e}");
-        let e = FocusDetrConfig::from_json_str(
-            r#"{"base": "r50_4scale_36ep", "transformer": {"num_heads": 7}}"#,
-            "t.json",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("transformer.num_heads"), "{e}");
-        let e = FocusDetrConfig::from_json_str(
-            r#"{"base": "r50_4scale_36ep", "neck": {"groups": 32}}"#,
-            "t.json",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("neck") && e.contains("groups"), "{e}");
+        for (overrides, field) in [
+            (r#""focus": {"cascade": [1.0, 0.5]}"#, "focus.cascade"),
+            (r#""focus": {"rho": "half"}"#, "focus.rho"),
+            (
+                r#""transformer": {"num_heads": 7}"#,
+                "transformer.num_heads",
+            ),
+            (r#""neck": {"groups": 32}"#, "groups"),
+            (r#""backbone": {"depth": 34}"#, "backbone.depth"),
+        ] {
+            let json = format!(r#"{{"base": "r50_4scale_36ep", {overrides}}}"#);
+            let e = FocusDetrConfig::from_json_str(&json, "t.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(field) && e.contains("t.json"),
+                "{overrides}: {e}"
+            );
+        }
     }
 }

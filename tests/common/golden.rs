@@ -52,6 +52,21 @@ pub fn weights_file() -> &'static PathBuf {
     })
 }
 
+/// Exports the seed-0 R50 model with extra `flags` to `file` in the test target folder.
+pub fn export_model(flags: &[&str], file: &str) -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
+    let mut cmd = super::cli();
+    cmd.arg("--weights")
+        .arg(weights_file())
+        .arg("-o")
+        .arg(&out)
+        .args(flags);
+    let (ok, stdout, stderr) = super::output(cmd);
+    assert!(ok, "export failed: {stderr}");
+    assert!(stdout.contains("opset 17"), "{stdout}");
+    out
+}
+
 /// A golden case file.
 pub fn load_case(name: &str) -> TensorMap {
     read_tensors(&super::golden(&format!("{name}.safetensors"))).unwrap()
