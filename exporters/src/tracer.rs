@@ -203,6 +203,14 @@ impl<'w> OnnxTracer<'w> {
         }
     }
 
+    /// Row indices [B, k] broadcast over the channels of `x` [B, N, C] (the element-wise index
+    /// GatherElements / ScatterElements take), and C.
+    fn row_index(&self, x: &TV, index: &TV) -> Result<(TV, Dim)> {
+        let c = self.dim(x, 2)?;
+        let idx = self.expand(&self.unsqueeze(index, 2)?, &[None, None, Some(c.clone())])?;
+        Ok((idx, c))
+    }
+
     fn rank_axis(x: &TV, axis: usize) -> Result<usize> {
         if axis < x.dims.len() {
             Ok(axis)
@@ -722,13 +730,7 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(o, x.elem, index.dims.clone()))
     }
     fn gather_rows(&self, x: &TV, index: &TV) -> Result<TV> {
-        let c = x
-            .dims
-            .get(2)
-            .cloned()
-            .flatten()
-            .map_or_else(|| self.dim(x, 2), Ok)?;
-        let idx = self.expand(&self.unsqueeze(index, 2)?, &[None, None, Some(c.clone())])?;
+        let (idx, c) = self.row_index(x, index)?;
         let o = self.node1(
             "GatherElements",
             &[&x.name, &idx.name],
@@ -741,13 +743,7 @@ impl Backend for OnnxTracer<'_> {
         ))
     }
     fn scatter_rows(&self, x: &TV, index: &TV, src: &TV) -> Result<TV> {
-        let c = x
-            .dims
-            .get(2)
-            .cloned()
-            .flatten()
-            .map_or_else(|| self.dim(x, 2), Ok)?;
-        let idx = self.expand(&self.unsqueeze(index, 2)?, &[None, None, Some(c)])?;
+        let (idx, _) = self.row_index(x, index)?;
         let o = self.node1(
             "ScatterElements",
             &[&x.name, &idx.name, &src.name],

@@ -42,6 +42,13 @@ fn dims(shape: &[Option<i64>]) -> Vec<i64> {
     shape.iter().map(|d| d.unwrap_or(-1)).collect()
 }
 
+/// Row indices [B, k] repeated over the channels of `x` [B, N, C], as the official code builds
+/// them for `gather` / `scatter` along the token axis.
+fn row_index(x: &Tensor, index: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
+    let c = *x.size().last().unwrap_or(&0);
+    index.f_unsqueeze(-1).and_then(|i| i.f_repeat([1, 1, c]))
+}
+
 impl TorchBackend {
     /// Loads every canonical tensor of `schema` from `weights` onto `device`.
     pub fn new(weights: &Weights, schema: &WeightSchema, device: Device) -> Result<Self> {
@@ -343,19 +350,13 @@ impl Backend for TorchBackend {
     }
     fn gather_rows(&self, x: &TT, index: &TT) -> Result<TT> {
         // torch.gather(x, 1, index.unsqueeze(-1).repeat(1, 1, C)), as the official code does.
-        let c = *x.size().last().unwrap_or(&0);
-        index
-            .f_unsqueeze(-1)
-            .and_then(|i| i.f_repeat([1, 1, c]))
+        row_index(x, index)
             .and_then(|i| x.f_gather(1, &i, false))
             .map(TT)
             .map_err(err("gather_rows"))
     }
     fn scatter_rows(&self, x: &TT, index: &TT, src: &TT) -> Result<TT> {
-        let c = *x.size().last().unwrap_or(&0);
-        index
-            .f_unsqueeze(-1)
-            .and_then(|i| i.f_repeat([1, 1, c]))
+        row_index(x, index)
             .and_then(|i| x.f_scatter(1, &i, src))
             .map(TT)
             .map_err(err("scatter_rows"))
