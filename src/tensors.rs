@@ -108,15 +108,9 @@ pub fn read_tensors(path: &Path) -> Result<TensorMap, TensorFileError> {
     let mut out = TensorMap::new();
     for (name, view) in st.iter() {
         let b = view.data();
-        let data = match view.dtype() {
-            Dtype::F32 => HostData::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-            Dtype::F64 => HostData::F32(
-                b.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-                    .collect(),
-            ),
-            Dtype::F16 => HostData::F32(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-            Dtype::BF16 => HostData::F32(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+        let data = match focus_models::weights::to_f32(view.dtype(), b) {
+            Some(v) => HostData::F32(v.into_owned()),
+            None => match view.dtype() {
             Dtype::I64 => HostData::I64(
                 b.chunks_exact(8)
                     .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -130,6 +124,7 @@ pub fn read_tensors(path: &Path) -> Result<TensorMap, TensorFileError> {
                     message: format!("tensor `{name}` has dtype {other:?}; expected a float, int64/int32 or uint8 tensor"),
                 })
             }
+            },
         };
         out.insert(
             name.to_string(),

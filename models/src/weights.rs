@@ -231,8 +231,9 @@ impl SafetensorsFile {
     }
 }
 
-/// Converts little-endian tensor bytes to f32 values.
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Cow<'_, [f32]>> {
+/// Converts little-endian tensor bytes of a float dtype (F32, F16, BF16, F64) to f32 values,
+/// borrowing aligned F32 data; `None` for other dtypes.
+pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Cow<'_, [f32]>> {
     fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         bytes
             .chunks_exact(N)
