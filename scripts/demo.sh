@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on demo weights, from a fresh clone: installs the runtimes, builds
 # focus-export, writes the demo weights (focus-synth-v1, seed 0, the R50 36-epoch preset),
-# checks them, exports them to ONNX, and runs the exported model on ONNX Runtime next to the
-# libtorch reference on the same input.
+# checks them, exports them to ONNX, runs the exported model on ONNX Runtime next to the
+# libtorch reference, and checks their parity on real photos.
 # Outputs go to demo/ (git-ignored).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +17,8 @@ mkdir -p demo
 "$bin" names --config r50_4scale_36ep --check demo/focus_detr_r50_synth.safetensors
 # The main job: export.
 "$bin" --weights demo/focus_detr_r50_synth.safetensors --config r50_4scale_36ep -o demo/focus_detr_r50.onnx
-# Run it: a golden input if ../shared is beside this checkout, else a grey 480×640 image.
+# Run it on ONNX Runtime and tract next to the libtorch reference: a golden input if ../shared
+# is beside this checkout, else a grey 480×640 image.
 input=../shared/golden/coffee_480x640.safetensors
 if [ ! -f "$input" ]; then
   input=demo/grey_480x640.safetensors
@@ -32,4 +33,12 @@ PY
 fi
 "$bin" run --runtime ort --model demo/focus_detr_r50.onnx --threads 2 --input "$input" --output demo/ort_out.safetensors
 "$bin" run --runtime torch --weights demo/focus_detr_r50_synth.safetensors --threads 2 --input "$input" --output demo/torch_out.safetensors
-echo "demo: exported demo/focus_detr_r50.onnx and ran it on ONNX Runtime and the torch reference (outputs in demo/)"
+# Parity check on real photos (a COCO-format subset made from the scikit-image photos), with the
+# diagnostic export (intermediate outputs and the proposal-order input) so that every
+# difference can be explained.
+"$bin" --weights demo/focus_detr_r50_synth.safetensors --debug --proposals-input -o demo/focus_detr_r50_check.onnx
+"$bin" check --runtime ort --threads 2 --weights demo/focus_detr_r50_synth.safetensors \
+  --model demo/focus_detr_r50_check.onnx \
+  --coco-ann tests/data/coco_subset/annotations.json --coco-images .runtimes/photos --limit 2 \
+  --report demo/check_report.json
+echo "demo: exported demo/focus_detr_r50.onnx, ran it on ONNX Runtime and the torch reference, and checked parity on photos (outputs and report in demo/)"

@@ -4,6 +4,7 @@
 #   .runtimes/libtorch           -> the torch wheel's package folder (LIBTORCH for tch, via .cargo/config.toml)
 #   .runtimes/libonnxruntime.so  -> the onnxruntime wheel's shared library (found by focus-export at run time)
 #   .runtimes/site-packages      -> the environment's site-packages (CUDA / TensorRT libraries)
+#   .runtimes/photos             -> the photos of the scikit-image wheel (test data: tests/data/coco_subset)
 # Usage: scripts/setup-env.sh [--gpu]    (idempotent: does nothing when already up to date)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +17,7 @@ case "${1:-}" in
 esac
 python="${PYTHON:-python3}"
 req="scripts/requirements"
-stamp=".venv/.focus-export-$variant-$(cat "$req/cpu.txt" "$req/torch-cpu.txt" "$req/gpu.txt" | sha256sum | cut -c1-16)"
+stamp=".venv/.focus-export-$variant-$(cat "$req/cpu.txt" "$req/torch-cpu.txt" "$req/gpu.txt" "$req/test-data.txt" | sha256sum | cut -c1-16)"
 
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$python" -m venv .venv
@@ -29,6 +30,7 @@ if [ ! -f "$stamp" ]; then
     "${pip[@]}" --no-deps -r "$req/torch-cpu.txt"
     "${pip[@]}" -r "$req/cpu.txt"
   fi
+  "${pip[@]}" --no-deps -r "$req/test-data.txt"
   rm -f .venv/.focus-export-*
   touch "$stamp"
 fi
@@ -39,4 +41,5 @@ mkdir -p .runtimes
 ln -sfn "$site/torch" .runtimes/libtorch
 ln -sfn "$ortlib" .runtimes/libonnxruntime.so
 ln -sfn "$site" .runtimes/site-packages
+ln -sfn "$site/skimage/data" .runtimes/photos
 echo "runtimes ($variant) ready in $root/.runtimes: libtorch $(sed -n "s/^__version__ = '\(.*\)'/\1/p" "$site/torch/version.py"), $(basename "$ortlib")"

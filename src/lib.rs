@@ -1,10 +1,13 @@
 //! focus-export: the library behind the `focus-export` command. It owns the runtimes (ONNX
-//! Runtime through `ort`, the libtorch reference; tract to come), finding their native libraries, and the
+//! Runtime through `ort`, tract, the libtorch reference), finding their native libraries, and the
 //! checks; the model lives in `focus-models`, the custom ops in `focus-ops` and the ONNX writer in
 //! `focus-exporters`.
 
+pub mod bench;
+pub mod check;
 pub mod doctor;
 pub mod images;
+pub mod inputs;
 pub mod runtime_env;
 pub mod runtimes;
 pub mod tensors;

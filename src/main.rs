@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use focus_export::doctor;
+use focus_export::runtimes::{Runtime, RuntimeError};
 use focus_models::schema::shape_to_string;
 use focus_models::{synth, weights, FocusDetrConfig, WeightSchema, Weights};
 
@@ -59,6 +60,27 @@ struct ExportArgs {
     /// Debugging: add an input `topk_proposals_in` that replaces the two-stage selection.
     #[arg(long)]
     proposals_input: bool,
+    /// Add an input `orig_sizes` (int64 [batch, 2], height and width) that `boxes_xyxy` are
+    /// scaled to.
+    #[arg(long)]
+    orig_sizes: bool,
+    /// Fix the input size (HxW, or BxHxW to fix the batch too): the token counts and every
+    /// top-k k become constants.
+    #[arg(long, value_name = "HxW")]
+    static_shape: Option<focus_exporters::export::StaticShape>,
+    /// Where the model will run: picks the forms below (ort-cpu and ort-cuda: standard ops;
+    /// tensorrt: the deformable-attention plugin and the threshold selection; tract: our custom
+    /// ops).
+    #[arg(long, value_name = "ort-cpu|ort-cuda|tensorrt|tract")]
+    target: Option<focus_exporters::Target>,
+    /// Deformable attention as standard ops (GridSample), our custom op (ai.focus_detr, run by
+    /// focus-export's ORT and tract runtimes), or TensorRT's plugin.
+    #[arg(long, value_name = "decomposed|custom|trt-plugin")]
+    msda: Option<focus_exporters::MsdaForm>,
+    /// Top-k as ONNX TopK, our DynamicTopK op, or (encoder selections) an exact TopK-free
+    /// threshold selection for TensorRT.
+    #[arg(long, value_name = "onnx|custom|threshold")]
+    topk: Option<focus_exporters::TopkForm>,
 }
 
 #[derive(Subcommand)]
@@ -95,17 +117,33 @@ enum Command {
     },
     /// Run the model on input tensors (`images` [B, 3, H, W], normalised) and write its outputs.
     Run(RunArgs),
-    /// Time a runtime on an input: warm-up, then repeated runs; prints each run and the median.
-    Bench {
-        #[command(flatten)]
-        run: RunArgs,
+    /// Time runtimes side by side on one input: warm-up, timed runs, p50/p90, peak memory.
+    Bench(BenchArgs),
+    /// Time the forms of the special ops side by side on ONNX Runtime CPU (and tract): the
+    /// encoder's deformable attention and top-k at an input size (default 800×1216).
+    BenchOps {
+        /// Input height and width whose encoder problem is timed.
+        #[arg(long, default_value = "800x1216")]
+        size: focus_exporters::export::StaticShape,
         /// Untimed runs first.
         #[arg(long, default_value_t = 1)]
         warmup: usize,
         /// Timed runs.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// CPU threads of the runtimes.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also time tract.
+        #[arg(long)]
+        tract: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
+    /// Run an exported model and the torch reference on the same inputs and report their
+    /// agreement; exits non-zero on any unexplained difference.
+    Check(CheckArgs),
     /// Detect objects in a photo: resize and normalise it as the official test pipeline does,
     /// run the model, and print (or draw) the detections in original-image pixels.
     Predict {
@@ -127,6 +165,8 @@ enum RuntimeKind {
     Torch,
     /// ONNX Runtime on an exported model (--model).
     Ort,
+    /// tract (pure Rust) on an exported model (--model).
+    Tract,
 }
 
 /// ONNX Runtime execution provider.
@@ -168,16 +208,14 @@ struct PredictArgs {
     device: String,
 }
 
-/// Arguments shared by `run` and `bench`.
-#[derive(Args)]
-struct RunArgs {
-    /// The runtime.
-    #[arg(long, value_enum, default_value = "torch")]
-    runtime: RuntimeKind,
+/// How to build a runtime: what it loads and its execution options (shared by `run`, `bench`,
+/// `check` and `predict`).
+#[derive(Args, Clone)]
+struct RuntimeArgs {
     /// Weights (.safetensors) for the torch runtime.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Exported model (.onnx) for the ort runtime.
+    /// Exported model (.onnx) for the ort and tract runtimes.
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
@@ -194,18 +232,56 @@ struct RunArgs {
     /// TensorRT: optimisation profile "MIN;OPT;MAX", each like images:1x3x800x1344.
     #[arg(long)]
     trt_profile: Option<String>,
+    /// Device for the torch runtime and the GPU providers: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads of the runtime (default: the runtime's own choice).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl RuntimeArgs {
+    fn new(config: ConfigArg) -> Self {
+        RuntimeArgs {
+            weights: None,
+            model: None,
+            config,
+            provider: ProviderKind::Cpu,
+            fp16: false,
+            engine_cache: None,
+            trt_profile: None,
+            device: "cpu".into(),
+            threads: None,
+        }
+    }
+}
+
+/// What the torch reference computes besides the outputs.
+#[derive(Clone, Copy, Default)]
+struct ModelFlags {
+    debug: bool,
+    override_proposals: bool,
+    clamp_object_tokens: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Args)]
+struct RunArgs {
+    /// The runtime.
+    #[arg(long, value_enum, default_value = "torch")]
+    runtime: RuntimeKind,
+    #[command(flatten)]
+    rt: RuntimeArgs,
     /// Input tensors (.safetensors with `images` [B, 3, H, W] float32, normalised).
     #[arg(long)]
     input: PathBuf,
     /// Output tensors (.safetensors).
     #[arg(long)]
-    output: Option<PathBuf>,
-    /// Also write the intermediate tensors (names as in the goldens).
+    output: PathBuf,
+    /// Also write the intermediate tensors (torch; exported models have them when exported
+    /// with --debug).
     #[arg(long)]
     debug: bool,
-    /// Device for the torch runtime: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
     /// Use `topk_proposals` from the input file in place of the two-stage selection (debugging).
     #[arg(long)]
     override_proposals: bool,
@@ -213,9 +289,59 @@ struct RunArgs {
     /// per encoder layer, using fewer object tokens.
     #[arg(long)]
     clamp_object_tokens: bool,
-    /// CPU threads of the runtime (default: the runtime's own choice).
+}
+
+/// Arguments of `bench`.
+#[derive(Args)]
+struct BenchArgs {
+    /// Runtimes to time side by side (default: torch with --weights, ort and tract with --model).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    runtimes: Vec<RuntimeKind>,
+    #[command(flatten)]
+    rt: RuntimeArgs,
+    /// Input tensors (.safetensors with `images` [B, 3, H, W] float32, normalised).
     #[arg(long)]
-    threads: Option<usize>,
+    input: PathBuf,
+    /// Untimed runs first, per runtime.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs, per runtime.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `check`.
+#[derive(Args)]
+struct CheckArgs {
+    /// The runtime that runs the exported model (--model); the reference is torch (--weights).
+    #[arg(long, value_enum, default_value = "ort")]
+    runtime: RuntimeKind,
+    #[command(flatten)]
+    rt: RuntimeArgs,
+    /// Input tensor files (.safetensors with `images`), repeatable.
+    #[arg(long)]
+    input: Vec<PathBuf>,
+    /// A folder of photos (JPEG, PNG, WebP), resized and normalised as the official pipeline.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// COCO annotation file of a subset (with --coco-images).
+    #[arg(long, requires = "coco_images")]
+    coco_ann: Option<PathBuf>,
+    /// Image folder of the COCO subset.
+    #[arg(long, requires = "coco_ann")]
+    coco_images: Option<PathBuf>,
+    /// At most this many photos (--images, --coco-*).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print every tensor and stage, not only the summary of each input.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> ExitCode {
@@ -247,51 +373,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => {
-            let output = args.output.clone().context("--output is required")?;
             let inputs = focus_export::tensors::read_tensors(&args.input)?;
-            let mut rt = make_runtime(&args)?;
+            let flags = ModelFlags {
+                debug: args.debug,
+                override_proposals: args.override_proposals,
+                clamp_object_tokens: args.clamp_object_tokens,
+            };
+            let mut rt = make_runtime(args.runtime, &args.rt, flags)?;
             let start = Instant::now();
             let out = rt
                 .run(&inputs)
                 .with_context(|| format!("running {} on {}", rt.name(), args.input.display()))?;
             let secs = start.elapsed().as_secs_f64();
-            focus_export::tensors::write_tensors(&output, &out)?;
+            focus_export::tensors::write_tensors(&args.output, &out)?;
             println!(
                 "{}: {} → {} ({} tensors) in {secs:.2} s",
                 rt.name(),
                 args.input.display(),
-                output.display(),
+                args.output.display(),
                 out.len()
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench { run, warmup, runs }) => {
-            let inputs = focus_export::tensors::read_tensors(&run.input)?;
-            let mut rt = make_runtime(&run)?;
-            for _ in 0..warmup {
-                rt.run(&inputs)?;
-            }
-            let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs.max(1) {
-                let start = Instant::now();
-                rt.run(&inputs)?;
-                times.push(start.elapsed().as_secs_f64());
-            }
-            let list = times
-                .iter()
-                .map(|t| format!("{t:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut sorted = times.clone();
-            sorted.sort_by(f64::total_cmp);
-            println!(
-                "{} on {}: runs (s) {list}; median {:.3} s",
-                rt.name(),
-                run.input.display(),
-                sorted[sorted.len() / 2]
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Bench(args)) => bench(&args),
+        Some(Command::BenchOps {
+            size,
+            warmup,
+            runs,
+            threads,
+            tract,
+            json,
+        }) => bench_ops(size, warmup, runs, threads, tract, json),
+        Some(Command::Check(args)) => check(&args),
         Some(Command::Predict { run }) => predict(&run),
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
@@ -313,24 +426,10 @@ fn predict(args: &PredictArgs) -> Result<ExitCode> {
     let (orig_h, orig_w) = (img.height() as f32, img.width() as f32);
     let (_, input) = images::preprocess(&img, &cfg.preprocess);
     let (in_h, in_w) = (input.shape[2] as f32, input.shape[3] as f32);
-    let run = RunArgs {
-        runtime: RuntimeKind::Torch,
-        weights: Some(args.weights.clone()),
-        model: None,
-        provider: ProviderKind::Cpu,
-        fp16: false,
-        engine_cache: None,
-        trt_profile: None,
-        config: args.config.clone(),
-        input: args.image.clone(),
-        output: None,
-        debug: false,
-        device: args.device.clone(),
-        override_proposals: false,
-        clamp_object_tokens: false,
-        threads: None,
-    };
-    let mut rt = make_runtime(&run)?;
+    let mut run = RuntimeArgs::new(args.config.clone());
+    run.weights = Some(args.weights.clone());
+    run.device = args.device.clone();
+    let mut rt = make_runtime(RuntimeKind::Torch, &run, ModelFlags::default())?;
     let mut inputs = focus_export::tensors::TensorMap::new();
     inputs.insert("images".into(), input);
     let out = rt
@@ -421,12 +520,33 @@ fn predict(args: &PredictArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the runtime `args` ask for.
-fn make_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
-    match args.runtime {
-        RuntimeKind::Torch => torch_runtime(args),
+/// Builds the runtime of `kind` that `args` ask for (`flags` apply to the torch reference).
+fn make_runtime(
+    kind: RuntimeKind,
+    args: &RuntimeArgs,
+    flags: ModelFlags,
+) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    match kind {
+        RuntimeKind::Torch => torch_runtime(args, flags),
         RuntimeKind::Ort => ort_runtime(args),
+        RuntimeKind::Tract => tract_runtime(args),
     }
+}
+
+#[cfg(feature = "tract")]
+fn tract_runtime(args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    let model = args
+        .model
+        .as_ref()
+        .context("--model is required for --runtime tract")?;
+    Ok(Box::new(focus_export::runtimes::tract::TractRuntime::new(
+        model,
+    )?))
+}
+
+#[cfg(not(feature = "tract"))]
+fn tract_runtime(_args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+    bail!("this binary was built without the `tract` feature; rebuild with `cargo build --release --features tract`")
 }
 
 /// CUDA device index from --device (cpu → 0).
@@ -442,7 +562,7 @@ fn cuda_index(device: &str) -> Result<i32> {
 }
 
 #[cfg(feature = "ort")]
-fn ort_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+fn ort_runtime(args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
     use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
     let model = args
         .model
@@ -479,12 +599,15 @@ fn ort_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime
 }
 
 #[cfg(not(feature = "ort"))]
-fn ort_runtime(_args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+fn ort_runtime(_args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
     bail!("this binary was built without the `ort` feature; rebuild with `cargo build --release --features ort`")
 }
 
 #[cfg(feature = "torch")]
-fn torch_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+fn torch_runtime(
+    args: &RuntimeArgs,
+    flags: ModelFlags,
+) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
     use focus_export::runtimes::torch::{TorchOptions, TorchRuntime};
     let weights = args
         .weights
@@ -507,15 +630,18 @@ fn torch_runtime(args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runti
         tch::set_num_threads(t as i32);
     }
     let opts = TorchOptions {
-        debug: args.debug,
-        override_proposals: args.override_proposals,
-        clamp_object_tokens: args.clamp_object_tokens,
+        debug: flags.debug,
+        override_proposals: flags.override_proposals,
+        clamp_object_tokens: flags.clamp_object_tokens,
     };
     Ok(Box::new(TorchRuntime::new(cfg, &w, device, opts)?))
 }
 
 #[cfg(not(feature = "torch"))]
-fn torch_runtime(_args: &RunArgs) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
+fn torch_runtime(
+    _args: &RuntimeArgs,
+    _flags: ModelFlags,
+) -> Result<Box<dyn focus_export::runtimes::Runtime>> {
     bail!("this binary was built without the `torch` feature; rebuild with `cargo build --release --features torch` (after scripts/setup-env.sh)")
 }
 
@@ -524,9 +650,15 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         bail!("nothing to do: pass --weights W to export, or a subcommand (see --help)");
     };
     let start = Instant::now();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let step = |msg: &str| spinner.set_message(msg.to_string());
+    step("reading the configuration");
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
+    step("loading the weights");
     let w = Weights::load(&weights, &schema, &cfg.name)?;
+    step("hashing the weights");
     let sha = sha256_file(&weights)?;
     let opts = focus_exporters::ExportOptions {
         opset: args.opset,
@@ -534,10 +666,25 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         debug: args.debug,
         weights_sha256: sha,
         proposals_input: args.proposals_input,
+        orig_sizes: args.orig_sizes,
+        static_shape: args.static_shape,
+        forms: {
+            let base = args
+                .target
+                .unwrap_or(focus_exporters::Target::OrtCpu)
+                .forms();
+            focus_exporters::OpForms {
+                msda: args.msda.unwrap_or(base.msda),
+                topk: args.topk.unwrap_or(base.topk),
+            }
+        },
     };
+    step("tracing the model into ONNX");
     let summary = focus_exporters::export(&cfg, &w, &opts)?;
+    step("writing the file");
     weights::write_atomically(&args.output, &summary.bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    spinner.finish_and_clear();
     println!(
         "wrote {} ({:.1} MB), opset {}, {} nodes, in {:.1} s",
         args.output.display(),
@@ -559,7 +706,35 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     println!("  ops      {}", ops.join(", "));
-    println!("  custom   none (deformable attention as GridSample, top-k as TopK)");
+    let used: Vec<String> = summary
+        .custom_ops
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "  forms    deformable attention: {}, top-k: {}",
+        summary.forms.msda.as_str(),
+        summary.forms.topk.as_str()
+    );
+    println!(
+        "  custom   {}",
+        if used.is_empty() {
+            "none (standard ONNX ops only)".to_string()
+        } else {
+            used.join(", ")
+        }
+    );
+    if summary.forms.msda == focus_exporters::MsdaForm::TrtPlugin {
+        println!("  note     the TensorRT plugin node runs only where TensorRT takes it (TensorRT, or ONNX Runtime's TensorRT provider)");
+    }
+    if let Some(s) = args.static_shape {
+        println!(
+            "  static   {}×{} input, batch {}",
+            s.height,
+            s.width,
+            s.batch.map_or_else(|| "dynamic".into(), |b| b.to_string())
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -656,4 +831,420 @@ fn names(
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtimes `bench` times when none are named: those its arguments can build.
+fn default_bench_runtimes(args: &RuntimeArgs) -> Vec<RuntimeKind> {
+    let mut v = Vec::new();
+    if args.weights.is_some() && cfg!(feature = "torch") {
+        v.push(RuntimeKind::Torch);
+    }
+    if args.model.is_some() {
+        if cfg!(feature = "ort") {
+            v.push(RuntimeKind::Ort);
+        }
+        if cfg!(feature = "tract") {
+            v.push(RuntimeKind::Tract);
+        }
+    }
+    v
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    use focus_export::bench::bench;
+    let inputs = focus_export::tensors::read_tensors(&args.input)?;
+    let kinds = if args.runtimes.is_empty() {
+        default_bench_runtimes(&args.rt)
+    } else {
+        args.runtimes.clone()
+    };
+    if kinds.is_empty() {
+        bail!("nothing to time: pass --weights (torch) and/or --model (ort, tract), or --runtimes");
+    }
+    let shape = inputs
+        .get("images")
+        .map(|t| format!("{:?}", t.shape))
+        .unwrap_or_default();
+    let mut results = Vec::new();
+    for kind in kinds {
+        if !args.json {
+            eprintln!(
+                "timing {kind:?} ({} warm-up, {} timed run(s))…",
+                args.warmup, args.runs
+            );
+        }
+        let r = bench(
+            || {
+                make_runtime(kind, &args.rt, ModelFlags::default())
+                    .map_err(|e| focus_export::runtimes::RuntimeError::Backend(format!("{e:#}")))
+            },
+            &inputs,
+            args.warmup,
+            args.runs,
+        )
+        .with_context(|| format!("timing {kind:?} on {}", args.input.display()))?;
+        results.push(r);
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "input": args.input.display().to_string(),
+            "images_shape": inputs.get("images").map(|t| t.shape.clone()),
+            "threads": args.rt.threads,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let base = results[0].p50_s;
+    println!(
+        "{} images {shape}, {} warm-up + {} timed run(s) each, threads {}",
+        args.input.display(),
+        args.warmup,
+        args.runs,
+        args.rt
+            .threads
+            .map_or_else(|| "default".to_string(), |t| t.to_string())
+    );
+    println!(
+        "  {:<16} {:>8} {:>9} {:>9} {:>9} {:>10}  first run s",
+        "runtime", "load s", "p50 s", "p90 s", "÷ first", "peak MiB"
+    );
+    for r in &results {
+        println!(
+            "  {:<16} {:>8.2} {:>9.3} {:>9.3} {:>9.2} {:>10} {}",
+            r.runtime,
+            r.load_s,
+            r.p50_s,
+            r.p90_s,
+            r.p50_s / base,
+            r.peak_rss_mib
+                .map_or_else(|| "?".into(), |m| format!("{m:.0}")),
+            r.warmup_s
+                .first()
+                .map_or_else(|| "-".into(), |t| format!("{t:.2}"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode> {
+    use focus_export::check::{compare, Status};
+    use focus_export::inputs;
+    let cfg = args.rt.config.load()?;
+    let mut items = inputs::from_tensor_files(&args.input)?;
+    if let Some(dir) = &args.images {
+        items.extend(inputs::from_image_dir(dir, args.limit, &cfg.preprocess)?);
+    }
+    if let (Some(ann), Some(dir)) = (&args.coco_ann, &args.coco_images) {
+        items.extend(inputs::from_coco(ann, dir, args.limit, &cfg.preprocess)?);
+    }
+    if items.is_empty() {
+        bail!("nothing to check: pass --input F.safetensors, --images DIR, or --coco-ann F --coco-images DIR");
+    }
+    if matches!(args.runtime, RuntimeKind::Torch) {
+        bail!("--runtime torch is the reference; choose the runtime of the exported model (ort or tract)");
+    }
+    args.rt
+        .weights
+        .as_ref()
+        .context("--weights is required: the torch reference runs on them")?;
+    let model = args
+        .rt
+        .model
+        .as_ref()
+        .context("--model is required: the exported model to check")?;
+    let reference_flags = ModelFlags {
+        debug: true,
+        ..Default::default()
+    };
+    let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
+    let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
+    let takes_proposals = rt
+        .inputs()
+        .iter()
+        .any(|n| n == focus_exporters::export::PROPOSALS_INPUT);
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if items.len() == 1 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut reports = Vec::new();
+    for item in &items {
+        bar.set_message(item.name.clone());
+        let ctx = |who: &str| format!("running {who} on {}", item.source.display());
+        let want = reference
+            .run(&item.tensors)
+            .with_context(|| ctx(&reference.name()))?;
+        // The model's own run sees the images (and sizes) only: never a proposal order that an
+        // input file (e.g. a golden case) happens to hold.
+        let mut own = focus_export::tensors::TensorMap::new();
+        for key in ["images", focus_exporters::export::ORIG_SIZES_INPUT] {
+            if let Some(t) = item.tensors.get(key) {
+                own.insert(key.to_string(), t.clone());
+            }
+        }
+        let ours = rt.run(&own).with_context(|| ctx(&rt.name()))?;
+        let injected = if takes_proposals {
+            let mut feed = own.clone();
+            if let Some(p) = want.get("topk_proposals") {
+                feed.insert("topk_proposals".into(), p.clone());
+            }
+            Some(rt.run(&feed).with_context(|| ctx(&rt.name()))?)
+        } else {
+            None
+        };
+        let mut rep = compare(&item.name, &ours, &want, injected.as_ref());
+        rep.name = format!("{} ({} annotation(s))", item.name, item.annotations);
+        if item.annotations == 0 {
+            rep.name = item.name.clone();
+        }
+        bar.suspend(|| print!("{}", focus_export::check::render(&rep, args.verbose)));
+        reports.push(rep);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
+    let (pass, explained, fail) = (
+        count(Status::Pass),
+        count(Status::Explained),
+        count(Status::Fail),
+    );
+    println!(
+        "{} vs {} on {} input(s): {pass} identical within tolerance, {explained} with explained \
+         near-tie divergences, {fail} failed{}",
+        rt.name(),
+        reference.name(),
+        reports.len(),
+        if takes_proposals {
+            ""
+        } else {
+            " (export with --debug --proposals-input for a full diagnosis)"
+        }
+    );
+    if let Some(path) = &args.report {
+        let doc = serde_json::json!({
+            "model": model.display().to_string(),
+            "runtime": rt.name(),
+            "reference": reference.name(),
+            "tolerances": focus_export::check::tolerances_json(),
+            "passed": fail == 0,
+            "cases": reports,
+        });
+        weights::write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(if fail == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Builds a runtime for a benchmark.
+#[cfg(feature = "ort")]
+type MakeRuntime<'a> = Box<dyn Fn() -> Result<Box<dyn Runtime>, RuntimeError> + 'a>;
+
+/// One op problem timed in every form on the chosen runtimes.
+#[cfg(feature = "ort")]
+fn bench_ops(
+    size: focus_exporters::export::StaticShape,
+    warmup: usize,
+    runs: usize,
+    threads: Option<usize>,
+    with_tract: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
+    use focus_export::tensors::{HostTensor, TensorMap};
+    use focus_exporters::opgraph::{ms_deform_attn_model, topk_model};
+    use focus_exporters::{MsdaForm, OpForms, TopkForm};
+    let cfg = FocusDetrConfig::default();
+    let t = &cfg.transformer;
+    let levels = cfg.level_sizes(size.height, size.width);
+    let s: usize = levels.iter().map(|(h, w)| h * w).sum();
+    let (m, d, p, l) = (
+        t.num_heads,
+        t.embed_dim / t.num_heads,
+        t.num_points,
+        levels.len(),
+    );
+    // Deterministic inputs; every token is a query (the encoder problem).
+    let fill = |n: usize, lo: f32, hi: f32, seed: u32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                lo + (hi - lo) * (h as f32 / (1u32 << 24) as f32)
+            })
+            .collect()
+    };
+    let mut msda_in = TensorMap::new();
+    msda_in.insert(
+        "value".into(),
+        HostTensor::f32(vec![1, s, m, d], fill(s * m * d, -1.0, 1.0, 1)),
+    );
+    msda_in.insert(
+        "sampling_locations".into(),
+        HostTensor::f32(vec![1, s, m, l, p, 2], fill(s * m * l * p * 2, 0.0, 1.0, 2)),
+    );
+    msda_in.insert(
+        "attention_weights".into(),
+        HostTensor::f32(vec![1, s, m, l, p], fill(s * m * l * p, 0.0, 0.1, 3)),
+    );
+    let k = cfg.focus.token_budget(s);
+    let mut topk_in = TensorMap::new();
+    topk_in.insert(
+        "scores".into(),
+        HostTensor::f32(vec![1, s], fill(s, -5.0, 5.0, 4)),
+    );
+    topk_in.insert("k".into(), HostTensor::i64(vec![1], vec![k as i64]));
+
+    let dir = std::env::temp_dir().join(format!("focus-export-bench-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let problems: Vec<(String, String, Vec<u8>, &TensorMap)> = vec![
+        (
+            format!("MsDeformAttn {s} queries × {l} levels × {m} heads × {p} points"),
+            "decomposed (GridSample)".into(),
+            ms_deform_attn_model(&levels, m, d, p, OpForms::default(), 17)?,
+            &msda_in,
+        ),
+        (
+            format!("MsDeformAttn {s} queries × {l} levels × {m} heads × {p} points"),
+            "native (ai.focus_detr::MsDeformAttn)".into(),
+            ms_deform_attn_model(
+                &levels,
+                m,
+                d,
+                p,
+                OpForms {
+                    msda: MsdaForm::Custom,
+                    ..Default::default()
+                },
+                17,
+            )?,
+            &msda_in,
+        ),
+        (
+            format!("top-k {k} of {s}"),
+            "ONNX TopK".into(),
+            topk_model(OpForms::default(), false, 17)?,
+            &topk_in,
+        ),
+        (
+            format!("top-k {k} of {s}"),
+            "native (ai.focus_detr::DynamicTopK)".into(),
+            topk_model(
+                OpForms {
+                    topk: TopkForm::Custom,
+                    ..Default::default()
+                },
+                false,
+                17,
+            )?,
+            &topk_in,
+        ),
+        (
+            format!("top-k {k} of {s}"),
+            "threshold selection (set only)".into(),
+            topk_model(
+                OpForms {
+                    topk: TopkForm::Threshold,
+                    ..Default::default()
+                },
+                true,
+                17,
+            )?,
+            &topk_in,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (i, (problem, form, bytes, inputs)) in problems.iter().enumerate() {
+        let path = dir.join(format!("op{i}.onnx"));
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        let mut makers: Vec<(&str, MakeRuntime<'_>)> = vec![(
+            "ort-cpu",
+            Box::new(|| {
+                OrtRuntime::new(
+                    &path,
+                    &OrtOptions {
+                        provider: Provider::Cpu,
+                        threads,
+                    },
+                )
+                .map(|r| Box::new(r) as Box<dyn Runtime>)
+                .map_err(|e| RuntimeError::Backend(e.to_string()))
+            }),
+        )];
+        #[cfg(feature = "tract")]
+        if with_tract && !form.starts_with("threshold") {
+            makers.push((
+                "tract",
+                Box::new(|| {
+                    focus_export::runtimes::tract::TractRuntime::new(&path)
+                        .map(|r| Box::new(r) as Box<dyn Runtime>)
+                }),
+            ));
+        }
+        let _ = with_tract;
+        for (rt, make) in &makers {
+            if !json {
+                eprintln!("timing {problem}, {form} on {rt}…");
+            }
+            let r = focus_export::bench::bench(make, inputs, warmup, runs)
+                .with_context(|| format!("{problem}, {form} on {rt}"))?;
+            rows.push((problem.clone(), form.clone(), r));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(p, f, r)| serde_json::json!({"problem": p, "form": f, "result": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "special ops at {}×{} ({} warm-up + {} timed runs, threads {})",
+        size.height,
+        size.width,
+        warmup,
+        runs,
+        threads.map_or_else(|| "default".into(), |t| t.to_string())
+    );
+    let mut last_problem = String::new();
+    let mut base = 0.0;
+    for (p, f, r) in &rows {
+        if *p != last_problem {
+            println!("  {p}");
+            last_problem = p.clone();
+            base = r.p50_s;
+        }
+        println!(
+            "    {:<38} {:<8} p50 {:>9.4} s  p90 {:>9.4} s  ÷ first {:>6.3}",
+            f,
+            r.runtime,
+            r.p50_s,
+            r.p90_s,
+            r.p50_s / base
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "ort"))]
+fn bench_ops(
+    _size: focus_exporters::export::StaticShape,
+    _warmup: usize,
+    _runs: usize,
+    _threads: Option<usize>,
+    _tract: bool,
+    _json: bool,
+) -> Result<ExitCode> {
+    bail!("bench-ops needs the `ort` feature")
 }

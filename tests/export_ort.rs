@@ -7,20 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use common::golden;
+use common::golden::{self, debug_model, injected_model};
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
-
-fn debug_model() -> &'static PathBuf {
-    static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| golden::export_model(&["--debug"], "debug.onnx"))
-}
-
-fn injected_model() -> &'static PathBuf {
-    static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| golden::export_model(&["--debug", "--proposals-input"], "debug_injected.onnx"))
-}
+use focus_export::runtimes::Runtime as _;
 
 fn ort(model: &Path) -> OrtRuntime {
     OrtRuntime::new(
@@ -102,5 +92,86 @@ fn exporting_twice_is_byte_identical_and_opsets_are_checked() {
     assert!(
         !ok && stderr.contains("opset 15 is not supported") && stderr.contains("GridSample"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn static_shape_and_orig_sizes() {
+    let g = golden::load_case(golden::CASES[0]); // 384×384
+    let dynamic = golden::run_case(&mut ort(debug_model()), &g, false);
+
+    // A static 384×384 model meets the same budgets against the golden, and refuses other
+    // sizes. (Its arithmetic is not bit-identical to the dynamic model's: ORT folds the constant
+    // shapes differently, enough to swap near-tie proposals, hence the golden budgets.)
+    let st = ["--debug", "--static-shape", "1x384x384"];
+    let fixed = golden::export_model(&st, "static.onnx");
+    let fixed_inj = golden::export_model(
+        &[&st[..], &["--proposals-input"]].concat(),
+        "static_inj.onnx",
+    );
+    let out = golden::run_case(&mut ort(&fixed), &g, false);
+    let inj = golden::run_case(&mut ort(&fixed_inj), &g, true);
+    let report = golden::check_case(golden::CASES[0], &out, &inj, &g);
+    eprintln!("static 1x384x384 model:\n  {}", report.join("\n  "));
+    let other = golden::load_case(golden::CASES[2]); // 480×640
+    let mut inputs = focus_export::tensors::TensorMap::new();
+    inputs.insert("images".into(), other["images"].clone());
+    let err = ort(&fixed).run(&inputs).unwrap_err().to_string();
+    assert!(err.contains("images"), "{err}");
+
+    // orig_sizes: boxes scaled to the given size (here twice the input size) instead.
+    let scaled = golden::export_model(&["--orig-sizes"], "orig_sizes.onnx");
+    let mut inputs = focus_export::tensors::TensorMap::new();
+    inputs.insert("images".into(), g["images"].clone());
+    inputs.insert(
+        "orig_sizes".into(),
+        focus_export::tensors::HostTensor::i64(vec![1, 2], vec![768, 768]),
+    );
+    let out = ort(&scaled).run(&inputs).unwrap();
+    let want: Vec<f32> = dynamic["boxes_xyxy"]
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|v| v * 2.0)
+        .collect();
+    let got = out["boxes_xyxy"].as_f32().unwrap();
+    let d = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-3, "orig_sizes scaling: max|Δ| {d}");
+    // Without orig_sizes in the input file, the runtime feeds the input size.
+    inputs.remove("orig_sizes");
+    let out = ort(&scaled).run(&inputs).unwrap();
+    assert!(golden::max_abs(&out["boxes_xyxy"], &dynamic["boxes_xyxy"]) <= 1e-3);
+
+    // A static shape too small for the model fails at export, naming the minimum, and writes
+    // no file.
+    let small = Path::new(env!("CARGO_TARGET_TMPDIR")).join("small.onnx");
+    let _ = std::fs::remove_file(&small);
+    let mut cmd = common::cli();
+    cmd.arg("--weights")
+        .arg(golden::weights_file())
+        .args(["--static-shape", "320x320", "-o"])
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("small.onnx"));
+    let (ok, _, stderr) = common::output(cmd);
+    assert!(!ok && stderr.contains("377×377"), "{stderr}");
+    assert!(!Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("small.onnx")
+        .exists());
+}
+
+#[test]
+fn inputs_below_the_minimum_get_a_clear_error_from_the_runtime() {
+    let mut inputs = focus_export::tensors::TensorMap::new();
+    inputs.insert(
+        "images".into(),
+        focus_export::tensors::HostTensor::f32(vec![1, 3, 320, 320], vec![0.0; 3 * 320 * 320]),
+    );
+    let err = ort(debug_model()).run(&inputs).unwrap_err().to_string();
+    assert!(
+        err.contains("too small") && err.contains("377×377"),
+        "{err}"
     );
 }

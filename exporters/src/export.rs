@@ -8,13 +8,16 @@ use focus_models::postprocess::COCO_NAMES;
 use focus_models::{FocusDetrConfig, Weights};
 
 use crate::graph::{DeclDim, Elem};
-use crate::tracer::{Dim, OnnxTracer, TV};
+use crate::tracer::{Dim, MsdaForm, OnnxTracer, OpForms, TopkForm, TV};
 
 /// Lowest and highest opset the exporter writes (GridSample needs 16).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 16..=20;
 /// Name of the debug input that replaces the two-stage selection (distinct from the debug
 /// output `topk_proposals`, which reports the selection used).
 pub const PROPOSALS_INPUT: &str = "topk_proposals_in";
+/// Name of the optional input with each image's original (height, width), int64 [batch, 2]:
+/// `boxes_xyxy` are then scaled to it instead of the input size.
+pub const ORIG_SIZES_INPUT: &str = "orig_sizes";
 
 /// The default opset.
 pub const DEFAULT_OPSET: i64 = 17;
@@ -26,8 +29,11 @@ pub enum ExportError {
     #[error("opset {0} is not supported: choose {lo}..={hi} (GridSample, used by deformable attention, needs opset 16)", lo = OPSETS.start(), hi = OPSETS.end())]
     Opset(i64),
     /// Tracing the model failed.
-    #[error("tracing the model: {0}")]
+    #[error("tracing the model")]
     Model(#[from] focus_models::backend::ModelError),
+    /// A `--static-shape` value that is not HxW or BxHxW.
+    #[error("static shape `{0}`: expected HxW or BxHxW with positive integers, e.g. 800x1216 or 1x800x1216")]
+    StaticShape(String),
     /// Serialisation failed.
     #[error("serialising the ONNX model: {0}")]
     Serialize(String),
@@ -47,6 +53,94 @@ pub struct ExportOptions {
     /// Debugging: add an input [`PROPOSALS_INPUT`] (int64 [batch, num_queries]) that replaces the
     /// two-stage selection, so decoders can be compared with a reference's proposal order.
     pub proposals_input: bool,
+    /// Add the input [`ORIG_SIZES_INPUT`] (int64 [batch, 2], original height and width) that
+    /// `boxes_xyxy` are scaled to.
+    pub orig_sizes: bool,
+    /// Fixed input size: every size the model computes becomes a constant.
+    pub static_shape: Option<StaticShape>,
+    /// Forms of deformable attention and top-k.
+    pub forms: OpForms,
+}
+
+/// Where the exported model will run: sensible op forms for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// ONNX Runtime on CPU, any host (standard ops only).
+    OrtCpu,
+    /// ONNX Runtime with the CUDA provider (standard ops only).
+    OrtCuda,
+    /// TensorRT (directly or through ONNX Runtime's provider): the deformable-attention plugin
+    /// and the TopK-free threshold selection (TensorRT caps TopK at k ≤ 3840).
+    TensorRt,
+    /// tract through focus-export (our custom ops: tract's GridSample is slow).
+    Tract,
+}
+
+impl Target {
+    /// The op forms for this target.
+    pub fn forms(self) -> OpForms {
+        match self {
+            Target::OrtCpu | Target::OrtCuda => OpForms::default(),
+            Target::TensorRt => OpForms {
+                msda: MsdaForm::TrtPlugin,
+                topk: TopkForm::Threshold,
+            },
+            Target::Tract => OpForms {
+                msda: MsdaForm::Custom,
+                topk: TopkForm::Custom,
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ort-cpu" => Ok(Target::OrtCpu),
+            "ort-cuda" => Ok(Target::OrtCuda),
+            "tensorrt" => Ok(Target::TensorRt),
+            "tract" => Ok(Target::Tract),
+            _ => Err(format!(
+                "`{s}`: expected ort-cpu, ort-cuda, tensorrt or tract"
+            )),
+        }
+    }
+}
+
+/// A fixed input size for `--static-shape`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticShape {
+    /// Batch size (`None`: stays dynamic).
+    pub batch: Option<usize>,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+}
+
+impl std::str::FromStr for StaticShape {
+    type Err = ExportError;
+    /// Parses `HxW` or `BxHxW`.
+    fn from_str(s: &str) -> Result<Self, ExportError> {
+        let parts: Option<Vec<usize>> = s
+            .split(['x', 'X', '×'])
+            .map(|p| p.trim().parse().ok().filter(|&v: &usize| v > 0))
+            .collect();
+        match parts.as_deref() {
+            Some(&[height, width]) => Ok(StaticShape {
+                batch: None,
+                height,
+                width,
+            }),
+            Some(&[b, height, width]) => Ok(StaticShape {
+                batch: Some(b),
+                height,
+                width,
+            }),
+            _ => Err(ExportError::StaticShape(s.to_string())),
+        }
+    }
 }
 
 /// What was exported.
@@ -64,6 +158,10 @@ pub struct ExportSummary {
     pub op_histogram: BTreeMap<String, usize>,
     /// Total nodes.
     pub nodes: usize,
+    /// The forms of the special ops written.
+    pub forms: OpForms,
+    /// Non-standard nodes in the graph: (domain::op_type, count).
+    pub custom_ops: Vec<(String, usize)>,
 }
 
 fn decl(dims: &[Option<Dim>], names: &[(usize, &str)]) -> Vec<DeclDim> {
@@ -99,33 +197,68 @@ pub fn export(
         return Err(ExportError::Opset(opts.opset));
     }
     let model = FocusDetr::new(cfg.clone());
-    let t = OnnxTracer::new(weights, opts.opset);
+    let t = OnnxTracer::new(Some(weights), opts.opset, opts.forms);
+    let fixed = |v: Option<usize>| v.map(|v| Dim::Const(v as i64));
+    let st = opts.static_shape;
     let images = t.input(
         "images",
         Elem::F32,
-        vec![None, Some(Dim::Const(3)), None, None],
+        vec![
+            fixed(st.and_then(|s| s.batch)),
+            Some(Dim::Const(3)),
+            fixed(st.map(|s| s.height)),
+            fixed(st.map(|s| s.width)),
+        ],
     );
-    let image_decl = vec![
-        DeclDim::Named("batch".into()),
-        DeclDim::Fixed(3),
-        DeclDim::Named("height".into()),
-        DeclDim::Named("width".into()),
-    ];
+    let decl_of = |d: &Option<Dim>, name: &str| match d {
+        Some(Dim::Const(v)) => DeclDim::Fixed(*v),
+        _ => DeclDim::Named(name.into()),
+    };
+    let image_decl: Vec<DeclDim> = images
+        .dims
+        .iter()
+        .zip(["batch", "channels", "height", "width"])
+        .map(|(d, n)| decl_of(d, n))
+        .collect();
+    let batch_decl = image_decl[0].clone();
     t.g.borrow_mut().input("images", Elem::F32, &image_decl);
     let proposals = opts.proposals_input.then(|| {
         let q = cfg.heads.num_queries as i64;
-        let decl = [DeclDim::Named("batch".into()), DeclDim::Fixed(q)];
+        let decl = [batch_decl.clone(), DeclDim::Fixed(q)];
         t.g.borrow_mut().input(PROPOSALS_INPUT, Elem::I64, &decl);
-        t.input(PROPOSALS_INPUT, Elem::I64, vec![None, Some(Dim::Const(q))])
+        t.input(
+            PROPOSALS_INPUT,
+            Elem::I64,
+            vec![images.dims[0].clone(), Some(Dim::Const(q))],
+        )
+    });
+    let orig_sizes = opts.orig_sizes.then(|| {
+        let decl = [batch_decl.clone(), DeclDim::Fixed(2)];
+        t.g.borrow_mut().input(ORIG_SIZES_INPUT, Elem::I64, &decl);
+        t.input(
+            ORIG_SIZES_INPUT,
+            Elem::I64,
+            vec![images.dims[0].clone(), Some(Dim::Const(2))],
+        )
     });
     let fo = ForwardOptions {
         debug: opts.debug,
         topk_proposals: proposals,
+        orig_sizes,
         ..Default::default()
     };
     let out = model.forward(&t, &images, &fo)?;
+    t.annotate_values(&[
+        ("images", 0, "batch"),
+        ("images", 2, "height"),
+        ("images", 3, "width"),
+    ]);
 
-    let batch = [(0usize, "batch")];
+    let batch: Vec<(usize, &str)> = if st.and_then(|s| s.batch).is_some() {
+        Vec::new()
+    } else {
+        vec![(0usize, "batch")]
+    };
     let mut outputs: Vec<(String, TV, Vec<DeclDim>)> = vec![
         (
             "pred_logits".into(),
@@ -179,14 +312,32 @@ pub fn export(
     ];
     let op_histogram = g.op_histogram();
     let nodes = g.node_count();
-    let m = g.finish("focus_detr", opts.opset, &[], &metadata);
+    let custom_ops = g.custom_op_counts();
+    let mut domains: Vec<(&str, i64)> = Vec::new();
+    for (domain, version) in [
+        (focus_ops::decl::DOMAIN, focus_ops::decl::DOMAIN_VERSION),
+        (focus_ops::decl::TRT_PLUGIN_DOMAIN, 1),
+    ] {
+        if custom_ops
+            .iter()
+            .any(|(n, _)| n.starts_with(&format!("{domain}::")))
+        {
+            domains.push((domain, version));
+        }
+    }
+    let m = g.finish("focus_detr", opts.opset, &domains, &metadata);
     let bytes = crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))?;
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
+    let batch_text = shape_text(std::slice::from_ref(&batch_decl));
+    let batch_text = batch_text.trim_matches(['[', ']']);
     if opts.proposals_input {
         inputs.push((
             PROPOSALS_INPUT.into(),
-            format!("[batch, {}]", cfg.heads.num_queries),
+            format!("[{batch_text}, {}]", cfg.heads.num_queries),
         ));
+    }
+    if opts.orig_sizes {
+        inputs.push((ORIG_SIZES_INPUT.into(), format!("[{batch_text}, 2]")));
     }
     Ok(ExportSummary {
         bytes,
@@ -198,5 +349,7 @@ pub fn export(
             .collect(),
         op_histogram,
         nodes,
+        forms: opts.forms,
+        custom_ops,
     })
 }

@@ -216,6 +216,22 @@ impl GraphBuilder {
         self.value_info.push(value_info(name, elem, dims));
     }
 
+    /// Whether `name` is the output of a node added so far (fresh value names only).
+    pub fn is_node_output(&self, name: &str) -> bool {
+        name.strip_prefix('v')
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n >= 1 && n <= self.next_value)
+    }
+
+    /// Nodes outside the default domain: ("domain::op_type", count), sorted.
+    pub fn custom_op_counts(&self) -> Vec<(String, usize)> {
+        let mut h = std::collections::BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| !n.domain.is_empty()) {
+            *h.entry(format!("{}::{}", n.domain, n.op_type)).or_insert(0) += 1;
+        }
+        h.into_iter().collect()
+    }
+
     /// Number of nodes so far.
     pub fn node_count(&self) -> usize {
         self.nodes.len()

@@ -4,6 +4,8 @@
 
 pub mod export;
 pub mod graph;
+pub mod opgraph;
 pub mod tracer;
 
-pub use export::{export, ExportError, ExportOptions, ExportSummary};
+pub use export::{export, ExportError, ExportOptions, ExportSummary, Target};
+pub use tracer::{MsdaForm, OpForms, TopkForm};

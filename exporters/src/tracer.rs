@@ -10,7 +10,7 @@ use focus_models::backend::{Backend, ModelError, Result};
 use focus_models::schema::Param;
 use focus_models::Weights;
 
-use crate::graph::{Attr, Elem, GraphBuilder};
+use crate::graph::{Attr, DeclDim, Elem, GraphBuilder};
 
 /// A size: known now, or an int64 [1] value of the graph.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +41,111 @@ fn window_attrs(k: i64, s: i64, p: i64) -> [(&'static str, Attr); 3] {
     ]
 }
 
+/// Output size of a k×k, stride-s, padding-p window over a known input size (⌊(n + 2p − k)/s⌋ + 1).
+fn window_out(n: &Option<Dim>, k: i64, s: i64, p: i64) -> Option<Dim> {
+    match n {
+        Some(Dim::Const(n)) => Some(Dim::Const((n + 2 * p - k).div_euclid(s) + 1)),
+        _ => None,
+    }
+}
+
+/// How multi-scale deformable attention is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MsdaForm {
+    /// Standard ops: one GridSample per level (runs everywhere).
+    #[default]
+    Decomposed,
+    /// One `ai.focus_detr::MsDeformAttn` node (focus-export's ORT and tract runtimes).
+    Custom,
+    /// TensorRT's `MultiscaleDeformableAttnPlugin_TRT` (TensorRT only).
+    TrtPlugin,
+}
+
+/// How top-k is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopkForm {
+    /// ONNX TopK with k computed in the graph.
+    #[default]
+    Onnx,
+    /// `ai.focus_detr::DynamicTopK` nodes (focus-export's ORT and tract runtimes).
+    Custom,
+    /// Encoder selections (where only the set matters) as an exact threshold selection from
+    /// standard ops without TopK (TensorRT caps TopK at k ≤ 3840); the other top-k stay TopK.
+    Threshold,
+}
+
+impl std::str::FromStr for MsdaForm {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "decomposed" => Ok(MsdaForm::Decomposed),
+            "custom" => Ok(MsdaForm::Custom),
+            "trt-plugin" => Ok(MsdaForm::TrtPlugin),
+            _ => Err(format!("`{s}`: expected decomposed, custom or trt-plugin")),
+        }
+    }
+}
+
+impl std::str::FromStr for TopkForm {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "onnx" => Ok(TopkForm::Onnx),
+            "custom" => Ok(TopkForm::Custom),
+            "threshold" => Ok(TopkForm::Threshold),
+            _ => Err(format!("`{s}`: expected onnx, custom or threshold")),
+        }
+    }
+}
+
+impl MsdaForm {
+    /// The option value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsdaForm::Decomposed => "decomposed",
+            MsdaForm::Custom => "custom",
+            MsdaForm::TrtPlugin => "trt-plugin",
+        }
+    }
+}
+
+impl TopkForm {
+    /// The option value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopkForm::Onnx => "onnx",
+            TopkForm::Custom => "custom",
+            TopkForm::Threshold => "threshold",
+        }
+    }
+}
+
+/// The forms of the two special ops in an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpForms {
+    /// Deformable attention.
+    pub msda: MsdaForm,
+    /// Top-k.
+    pub topk: TopkForm,
+}
+
+/// Bisection rounds of the threshold selection: each halves the interval holding the k-th
+/// largest score; 64 rounds take any float32 range of logits to adjacent floats (values closer
+/// than 2^-64 of the range are treated as ties, broken by index).
+pub const THRESHOLD_ROUNDS: usize = 64;
+
 /// Records the model into a [`GraphBuilder`].
 pub struct OnnxTracer<'w> {
     /// The graph (interior mutability: backend methods take `&self`).
     pub g: RefCell<GraphBuilder>,
-    weights: &'w Weights,
+    /// Parameters (`None` for graphs of single ops, which have none).
+    weights: Option<&'w Weights>,
     opset: i64,
+    forms: OpForms,
     added: RefCell<HashSet<String>>,
     shape_cache: RefCell<HashMap<(Rc<str>, usize), Dim>>,
+    /// Type and known shape of every node output, for the graph's value_info.
+    annotations: RefCell<Vec<TV>>,
 }
 
 fn bad(op: &'static str, message: impl Into<String>) -> ModelError {
@@ -60,13 +157,15 @@ fn bad(op: &'static str, message: impl Into<String>) -> ModelError {
 
 impl<'w> OnnxTracer<'w> {
     /// A tracer reading initializers from `weights`, targeting `opset`.
-    pub fn new(weights: &'w Weights, opset: i64) -> Self {
+    pub fn new(weights: Option<&'w Weights>, opset: i64, forms: OpForms) -> Self {
         OnnxTracer {
             g: RefCell::new(GraphBuilder::default()),
             weights,
             opset,
+            forms,
             added: RefCell::new(HashSet::new()),
             shape_cache: RefCell::new(HashMap::new()),
+            annotations: RefCell::new(Vec::new()),
         }
     }
 
@@ -80,10 +179,167 @@ impl<'w> OnnxTracer<'w> {
     }
 
     fn tv(&self, name: String, elem: Elem, dims: Vec<Option<Dim>>) -> TV {
-        TV {
+        let t = TV {
             name: name.into(),
             elem,
             dims,
+        };
+        self.annotations.borrow_mut().push(t.clone());
+        t
+    }
+
+    /// The exact k-largest set of each row of `x` [B, N] from standard ops, without TopK:
+    /// bisection for the k-th largest value t (invariant: at least k scores ≥ lo, fewer than k
+    /// ≥ hi), then every score ≥ hi plus the lowest-index scores in [lo, hi) up to k. Returns
+    /// int64 indices [B, k] in ascending index order (NonZero's order).
+    fn threshold_select(&self, x: &TV, k: &Dim) -> Result<TV> {
+        let count_ge = |t: &str| -> String {
+            let ge = self.node1("GreaterOrEqual", &[&x.name, t], &[]);
+            let c = self.node1("Cast", &[&ge], &[("to", Attr::Int(7))]);
+            self.axes_attr_or_input("ReduceSum", &c, &[1], 1) // [B, 1]
+        };
+        let kn = self.dim_value_name(k); // [1]
+        let lo0 = self.axes_attr_or_input("ReduceMin", &x.name, &[1], 1);
+        let mx = self.axes_attr_or_input("ReduceMax", &x.name, &[1], 1);
+        // hi = max + |max| + 1 > max for every float32 max.
+        let abs = self.node1("Abs", &[&mx], &[]);
+        let one = self.cf32_scalar(1.0);
+        let half = self.cf32_scalar(0.5);
+        let hi0 = self.node1("Add", &[&mx, &abs], &[]);
+        let hi0 = self.node1("Add", &[&hi0, &one], &[]);
+        let (mut lo, mut hi) = (lo0, hi0);
+        for _ in 0..THRESHOLD_ROUNDS {
+            let sum = self.node1("Add", &[&lo, &hi], &[]);
+            let mid = self.node1("Mul", &[&sum, &half], &[]);
+            let enough = self.node1("GreaterOrEqual", &[&count_ge(&mid), &kn], &[]);
+            lo = self.node1("Where", &[&enough, &mid, &lo], &[]);
+            hi = self.node1("Where", &[&enough, &hi, &mid], &[]);
+        }
+        let above = self.node1("GreaterOrEqual", &[&x.name, &hi], &[]);
+        let need = self.node1("Sub", &[&kn, &count_ge(&hi)], &[]); // [B, 1]
+        let ge_lo = self.node1("GreaterOrEqual", &[&x.name, &lo], &[]);
+        let not_above = self.node1("Not", &[&above], &[]);
+        let band = self.node1("And", &[&ge_lo, &not_above], &[]);
+        let band_i = self.node1("Cast", &[&band], &[("to", Attr::Int(7))]);
+        let axis = self.g.borrow_mut().const_i64(&[1], &[]); // CumSum's axis is a scalar
+        let rank = self.node1("CumSum", &[&band_i, &axis], &[]); // 1-based within the band
+        let within = self.node1("LessOrEqual", &[&rank, &need], &[]);
+        let tied = self.node1("And", &[&band, &within], &[]);
+        let keep = self.node1("Or", &[&above, &tied], &[]); // exactly k per row
+        let nz = self.node1("NonZero", &[&keep], &[]); // [2, B·k], row-major
+        let cols = self.node1(
+            "Gather",
+            &[&nz, &self.ci64(&[1])],
+            &[("axis", Attr::Int(0))],
+        ); // [1, B·k]
+        let bs = self.dim(x, 0)?;
+        // [B, −1]: the row length k follows from the count (a k known only at run time then
+        // needs no shape arithmetic).
+        let o = self.reshape(
+            &self.tv(cols, Elem::I64, vec![Some(Dim::Const(1)), None]),
+            &[Some(bs.clone()), None],
+        )?;
+        Ok(TV {
+            dims: vec![Some(bs), Some(k.clone())],
+            ..o
+        })
+    }
+
+    /// Deformable attention as one node: our custom op, or TensorRT's plugin (int32 level
+    /// tables, 4-D output reshaped to [B, Q, M·D]).
+    fn ms_deform_attn_node(
+        &self,
+        value: &TV,
+        shapes: &[(Dim, Dim)],
+        loc: &TV,
+        weights: &TV,
+    ) -> Result<TV> {
+        let flat: Vec<Dim> = shapes
+            .iter()
+            .flat_map(|(h, w)| [h.clone(), w.clone()])
+            .collect();
+        let table = self.dims_to_i64(&flat)?;
+        let table = self.reshape(
+            &table,
+            &[Some(Dim::Const(shapes.len() as i64)), Some(Dim::Const(2))],
+        )?;
+        let mut starts = vec![Dim::Const(0)];
+        for (h, w) in &shapes[..shapes.len() - 1] {
+            let hw = self.dim_mul(h, w)?;
+            starts.push(self.dim_add(starts.last().unwrap_or(&Dim::Const(0)), &hw)?);
+        }
+        let starts = self.dims_to_i64(&starts)?;
+        let (bs, nq) = (self.dim(value, 0)?, self.dim(loc, 1)?);
+        let (nh, hd) = (self.dim(value, 2)?, self.dim(value, 3)?);
+        let md = self.dim_mul(&nh, &hd)?;
+        if self.forms.msda == MsdaForm::Custom {
+            let op = &focus_ops::decl::MS_DEFORM_ATTN;
+            let o = self.g.borrow_mut().node_in_domain(
+                op.op_type,
+                op.domain,
+                &[
+                    &value.name,
+                    &table.name,
+                    &starts.name,
+                    &loc.name,
+                    &weights.name,
+                ],
+                1,
+                &[],
+            );
+            return Ok(self.tv(o[0].clone(), Elem::F32, vec![Some(bs), Some(nq), Some(md)]));
+        }
+        let op = &focus_ops::decl::TRT_MS_DEFORM_ATTN;
+        let i32s = |t: &TV| self.node1("Cast", &[&t.name], &[("to", Attr::Int(6))]);
+        let (table, starts) = (i32s(&table), i32s(&starts));
+        let o = self.g.borrow_mut().node_in_domain(
+            op.op_type,
+            op.domain,
+            &[&value.name, &table, &starts, &loc.name, &weights.name],
+            1,
+            &[("plugin_version", Attr::Str(op.version.to_string()))],
+        );
+        // The plugin has no ONNX shape inference: its output gets explicit value_info (the
+        // annotation of this value).
+        let o = self.tv(
+            o[0].clone(),
+            Elem::F32,
+            vec![Some(bs.clone()), Some(nq.clone()), Some(nh), Some(hd)],
+        );
+        self.reshape(&o, &[Some(bs), Some(nq), Some(md)])
+    }
+
+    /// Declares the type and shape of every traced value in the graph's value_info; computed
+    /// sizes that are a graph input's own size get that input's dimension name (`names` maps
+    /// (input, axis) to it), others stay unnamed.
+    pub fn annotate_values(&self, names: &[(&str, usize, &str)]) {
+        let named: HashMap<Rc<str>, &str> = names
+            .iter()
+            .filter_map(|(input, axis, n)| {
+                match self.shape_cache.borrow().get(&(Rc::from(*input), *axis)) {
+                    Some(Dim::Dyn(v)) => Some((v.clone(), *n)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut g = self.g.borrow_mut();
+        for TV { name, elem, dims } in self.annotations.borrow().iter() {
+            // Node outputs only (initializers and graph inputs are declared elsewhere).
+            if !g.is_node_output(name) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let decl: Vec<DeclDim> = dims
+                .iter()
+                .map(|d| match d {
+                    Some(Dim::Const(v)) => DeclDim::Fixed(*v),
+                    Some(Dim::Dyn(v)) => named
+                        .get(v)
+                        .map_or(DeclDim::Unknown, |n| DeclDim::Named((*n).to_string())),
+                    None => DeclDim::Unknown,
+                })
+                .collect();
+            g.annotate(name, *elem, &decl);
         }
     }
 
@@ -182,9 +438,14 @@ impl<'w> OnnxTracer<'w> {
     }
 
     fn scalar_binary(&self, op: &str, x: &TV, s: f64) -> TV {
+        self.scalar_op(op, x, s, x.elem)
+    }
+
+    /// `x op s` with a float32 scalar, giving `elem` (Bool for comparisons).
+    fn scalar_op(&self, op: &str, x: &TV, s: f64, elem: Elem) -> TV {
         let c = self.cf32_scalar(s as f32);
         let o = self.node1(op, &[&x.name, &c], &[]);
-        self.tv(o, x.elem, x.dims.clone())
+        self.tv(o, elem, x.dims.clone())
     }
 
     fn i64_scalar_binary(&self, op: &str, x: &TV, s: i64) -> TV {
@@ -236,7 +497,10 @@ impl Backend for OnnxTracer<'_> {
 
     fn param(&self, p: &Param) -> Result<TV> {
         if self.added.borrow_mut().insert(p.key.clone()) {
-            let data = self.weights.get(p)?;
+            let data = self
+                .weights
+                .ok_or_else(|| bad("param", format!("no weights for `{}`", p.key)))?
+                .get(p)?;
             let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
             let dims: Vec<i64> = p.shape.iter().map(|&d| d as i64).collect();
             self.g
@@ -290,6 +554,18 @@ impl Backend for OnnxTracer<'_> {
             }
         };
         Ok(self.tv(name, Elem::F32, vec![]))
+    }
+
+    fn select_nonneg(&self, a: &TV, b: &TV) -> Result<TV> {
+        let zero = self.g.borrow_mut().const_i64(&[0], &[]);
+        let m = self.node1("GreaterOrEqual", &[&a.name, &zero], &[]);
+        let o = self.node1("Where", &[&m, &a.name, &b.name], &[]);
+        Ok(self.tv(o, Elem::I64, b.dims.clone()))
+    }
+
+    fn to_f32(&self, x: &TV) -> Result<TV> {
+        let o = self.node1("Cast", &[&x.name], &[("to", Attr::Int(1))]);
+        Ok(self.tv(o, Elem::F32, x.dims.clone()))
     }
 
     fn dim(&self, x: &TV, axis: usize) -> Result<Dim> {
@@ -413,14 +689,10 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(o, x.elem, x.dims.clone()))
     }
     fn gt_scalar(&self, x: &TV, s: f64) -> Result<TV> {
-        let mut t = self.scalar_binary("Greater", x, s);
-        t.elem = Elem::Bool;
-        Ok(t)
+        Ok(self.scalar_op("Greater", x, s, Elem::Bool))
     }
     fn lt_scalar(&self, x: &TV, s: f64) -> Result<TV> {
-        let mut t = self.scalar_binary("Less", x, s);
-        t.elem = Elem::Bool;
-        Ok(t)
+        Ok(self.scalar_op("Less", x, s, Elem::Bool))
     }
     fn and(&self, a: &TV, b: &TV) -> Result<TV> {
         Ok(self.binary("And", a, b, Elem::Bool))
@@ -505,7 +777,12 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(
             o,
             Elem::F32,
-            vec![x.dims[0].clone(), w.dims[0].clone(), None, None],
+            vec![
+                x.dims[0].clone(),
+                w.dims[0].clone(),
+                window_out(&x.dims[2], k, s, p),
+                window_out(&x.dims[3], k, s, p),
+            ],
         ))
     }
     fn max_pool2d(&self, x: &TV, kernel: usize, stride: usize, padding: usize) -> Result<TV> {
@@ -514,7 +791,12 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(
             o,
             Elem::F32,
-            vec![x.dims[0].clone(), x.dims[1].clone(), None, None],
+            vec![
+                x.dims[0].clone(),
+                x.dims[1].clone(),
+                window_out(&x.dims[2], k, s, p),
+                window_out(&x.dims[3], k, s, p),
+            ],
         ))
     }
     fn layer_norm(&self, x: &TV, w: &TV, b: &TV, eps: f64) -> Result<TV> {
@@ -549,10 +831,19 @@ impl Backend for OnnxTracer<'_> {
         // Per (image, group) normalisation over channels-in-group × H × W, then per-channel affine.
         let bs = self.dim(x, 0)?;
         let c = self.dim(x, 1)?;
-        let g = self.reshape(x, &[Some(bs), Some(Dim::Const(groups as i64)), None])?;
-        let mean = self.mean_keepdim(&g, 2)?;
+        // [B, G, C/G, H·W]: means over H·W, then over the group's channels (equal counts, so
+        // the mean of means is the mean). Two short reductions instead of one over
+        // (C/G)·H·W values keep float32 sums accurate on runtimes that add sequentially
+        // (tract: 118 000 values per group at 800×1184).
+        let cg = match &c {
+            Dim::Const(c) if *c % groups as i64 == 0 => Some(Dim::Const(*c / groups as i64)),
+            _ => None,
+        };
+        let g = self.reshape(x, &[Some(bs), Some(Dim::Const(groups as i64)), cg, None])?;
+        let two_level = |t: &TV| -> Result<TV> { self.mean_keepdim(&self.mean_keepdim(t, 3)?, 2) };
+        let mean = two_level(&g)?;
         let d = self.sub(&g, &mean)?;
-        let var = self.mean_keepdim(&self.mul(&d, &d)?, 2)?;
+        let var = two_level(&self.mul(&d, &d)?)?;
         let n = self.mul(&d, &self.rsqrt(&self.add_scalar(&var, eps)?)?)?;
         let shape = self.node1("Shape", &[&x.name], &[]);
         let n = self.tv(
@@ -686,9 +977,31 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(o, x.elem, dims))
     }
     fn expand(&self, x: &TV, shape: &[Option<Dim>]) -> Result<TV> {
-        // A 1 in Expand's shape keeps the input's size, which is what `None` asks for.
-        let s = self.shape_tensor(shape, 1);
-        let o = self.node1("Expand", &[&x.name, &s], &[]);
+        // One enlarged axis of known size 1 is written as a Gather of row 0 repeated: tract
+        // 0.23.9's declutter mis-rewrites a MatMul over Concat(x, Expand(g)) (or Tile), replacing
+        // the broadcast operand by the un-broadcast g; the Gather computes the same values.
+        let enlarged: Vec<usize> = (0..shape.len())
+            .filter(|&i| !matches!(shape[i], None | Some(Dim::Const(1))) && x.dims[i] != shape[i])
+            .collect();
+        let o = match enlarged[..] {
+            [axis] if x.dims[axis] == Some(Dim::Const(1)) => {
+                let n = shape[axis].clone().unwrap_or(Dim::Const(1));
+                let n = self.dim_value_name(&n);
+                // [n] zeros: ConstantOfShape's default value is float 0.
+                let zeros = self.node1("ConstantOfShape", &[&n], &[]);
+                let rows = self.node1("Cast", &[&zeros], &[("to", Attr::Int(7))]);
+                self.node1(
+                    "Gather",
+                    &[&x.name, &rows],
+                    &[("axis", Attr::Int(axis as i64))],
+                )
+            }
+            _ => {
+                // A 1 in Expand's shape keeps the input's size, which is what `None` asks for.
+                let s = self.shape_tensor(shape, 1);
+                self.node1("Expand", &[&x.name, &s], &[])
+            }
+        };
         let dims = shape
             .iter()
             .zip(&x.dims)
@@ -702,16 +1015,23 @@ impl Backend for OnnxTracer<'_> {
 
     fn topk(&self, x: &TV, k: &Dim) -> Result<(TV, TV)> {
         let kn = self.dim_value_name(k);
-        let outs = self.g.borrow_mut().node(
-            "TopK",
-            &[&x.name, &kn],
-            2,
-            &[
-                ("axis", Attr::Int(-1)),
-                ("largest", Attr::Int(1)),
-                ("sorted", Attr::Int(1)),
-            ],
-        );
+        let outs = if self.forms.topk == TopkForm::Custom && x.dims.len() == 2 {
+            let op = &focus_ops::decl::DYNAMIC_TOPK;
+            self.g
+                .borrow_mut()
+                .node_in_domain(op.op_type, op.domain, &[&x.name, &kn], 2, &[])
+        } else {
+            self.g.borrow_mut().node(
+                "TopK",
+                &[&x.name, &kn],
+                2,
+                &[
+                    ("axis", Attr::Int(-1)),
+                    ("largest", Attr::Int(1)),
+                    ("sorted", Attr::Int(1)),
+                ],
+            )
+        };
         let mut dims = x.dims.clone();
         if let Some(last) = dims.last_mut() {
             *last = Some(k.clone());
@@ -721,6 +1041,13 @@ impl Backend for OnnxTracer<'_> {
             self.tv(outs[1].clone(), Elem::I64, dims),
         ))
     }
+    fn topk_set(&self, x: &TV, k: &Dim) -> Result<TV> {
+        if self.forms.topk != TopkForm::Threshold || x.dims.len() != 2 {
+            return self.topk(x, k).map(|(_, i)| i);
+        }
+        self.threshold_select(x, k)
+    }
+
     fn gather(&self, x: &TV, axis: usize, index: &TV) -> Result<TV> {
         let o = self.node1(
             "GatherElements",
@@ -759,6 +1086,9 @@ impl Backend for OnnxTracer<'_> {
         loc: &TV,
         weights: &TV,
     ) -> Result<TV> {
+        if self.forms.msda != MsdaForm::Decomposed {
+            return self.ms_deform_attn_node(value, shapes, loc, weights);
+        }
         // The decomposed form: one GridSample per level, like the PyTorch reference.
         let bs = self.dim(value, 0)?;
         let nh = self.dim(value, 2)?;

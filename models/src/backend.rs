@@ -62,6 +62,8 @@ pub trait Backend {
     fn dims_to_i64(&self, dims: &[Self::Dim]) -> Result<Self::Tensor>;
     /// A 0-d float32 tensor holding `d`.
     fn dim_to_f32(&self, d: &Self::Dim) -> Result<Self::Tensor>;
+    /// An integer tensor converted to float32 (exact below 2^24).
+    fn to_f32(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
 
     // ---- shape arithmetic ----
     /// Size of `x` along `axis`.
@@ -237,6 +239,14 @@ pub trait Backend {
     // ---- selection ----
     /// `torch.topk(x, k, dim=-1, largest=True, sorted=True)`: (values, int64 indices).
     fn topk(&self, x: &Self::Tensor, k: &Self::Dim) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// Per element, `a` where it is ≥ 0, else `b` (int64 tensors of the same shape).
+    fn select_nonneg(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The indices of the k largest of each row where only the selected SET matters to the
+    /// caller (any order): backends may use a cheaper or more portable selection. By default
+    /// the sorted [`Backend::topk`].
+    fn topk_set(&self, x: &Self::Tensor, k: &Self::Dim) -> Result<Self::Tensor> {
+        self.topk(x, k).map(|(_, i)| i)
+    }
     /// `torch.gather(x, axis, index)` with an index of the output's shape.
     fn gather(&self, x: &Self::Tensor, axis: usize, index: &Self::Tensor) -> Result<Self::Tensor>;
     /// Rows of `x` [B, N, C] at `index` [B, k] → [B, k, C].

@@ -588,6 +588,32 @@ impl FocusDetrConfig {
             .unwrap_or(usize::MAX)
     }
 
+    /// A clear error when N tokens are too few for the official model (the last encoder layer
+    /// keeps fewer than `object_tokens`), naming the minimum input size.
+    pub fn check_token_count(&self, n: usize) -> Result<(), String> {
+        if self.tokens_suffice(n) {
+            return Ok(());
+        }
+        let k = self.focus.token_budget(n);
+        let last = self
+            .focus
+            .layer_token_counts(k)
+            .into_iter()
+            .min()
+            .unwrap_or(0);
+        Err(format!(
+            "the input is too small for this model: it gives {n} tokens, and the last encoder \
+             layer keeps only {last} of them, fewer than the {} object tokens every layer needs \
+             (the official implementation fails on such inputs). The model needs at least {} \
+             tokens, e.g. an input of {side}×{side} pixels or larger; the torch reference can \
+             run anyway with --clamp-object-tokens (fewer object tokens, a deviation from the \
+             official model)",
+            self.focus.object_tokens,
+            self.min_tokens(),
+            side = self.min_square_side()
+        ))
+    }
+
     /// The smallest square input side with enough tokens.
     pub fn min_square_side(&self) -> usize {
         (1..=1 << 16)

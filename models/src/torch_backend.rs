@@ -70,6 +70,14 @@ impl TorchBackend {
         Ok(TorchBackend { device, params })
     }
 
+    /// A backend without parameters, for running single ops.
+    pub fn without_params(device: Device) -> Self {
+        TorchBackend {
+            device,
+            params: HashMap::new(),
+        }
+    }
+
     /// The device tensors live on.
     pub fn device(&self) -> Device {
         self.device
@@ -115,6 +123,17 @@ impl Backend for TorchBackend {
             .and_then(|t| t.f_to_device(self.device))
             .map(TT)
             .map_err(err("dim_to_f32"))
+    }
+
+    fn select_nonneg(&self, a: &TT, b: &TT) -> Result<TT> {
+        a.f_ge(0)
+            .and_then(|m| a.f_where_self(&m, b))
+            .map(TT)
+            .map_err(err("select_nonneg"))
+    }
+
+    fn to_f32(&self, x: &TT) -> Result<TT> {
+        x.f_to_kind(tch::Kind::Float).map(TT).map_err(err("to_f32"))
     }
 
     fn dim(&self, x: &TT, axis: usize) -> Result<i64> {

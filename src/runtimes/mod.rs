@@ -1,12 +1,20 @@
 //! Runtimes that execute Focus-DETR behind one interface: host tensors in, host tensors out.
-//! The libtorch reference (feature `torch`) and ONNX Runtime (feature `ort`).
+//! The libtorch reference (feature `torch`), ONNX Runtime (feature `ort`) and tract (feature `tract`).
 
 #[cfg(feature = "ort")]
 pub mod ort;
+#[cfg(feature = "ort")]
+mod ort_ops;
 #[cfg(feature = "torch")]
 pub mod torch;
+#[cfg(feature = "tract")]
+pub mod tract;
+#[cfg(feature = "tract")]
+mod tract_ops;
 
-use crate::tensors::TensorMap;
+use std::borrow::Cow;
+
+use crate::tensors::{HostTensor, TensorMap};
 
 /// Errors of a runtime.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,11 @@ pub trait Runtime {
     /// outputs (`pred_logits`, `pred_boxes`, `scores`, `labels`, `boxes_xyxy`, and the debug
     /// intermediates when enabled).
     fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError>;
+    /// The model's input names (exported models; the torch reference takes `images` and, with
+    /// the proposal override, `topk_proposals`).
+    fn inputs(&self) -> Vec<String> {
+        vec!["images".into()]
+    }
 }
 
 /// Checks the `images` input: float32, [B, 3, H, W].
@@ -56,4 +69,74 @@ pub fn check_images(inputs: &TensorMap) -> Result<&crate::tensors::HostTensor, R
         )));
     }
     Ok(t)
+}
+
+/// Metadata key of the exported model's configuration (JSON).
+pub const CONFIG_METADATA_KEY: &str = "focus_export.config";
+
+/// The configuration recorded in an exported model's metadata, if any (a model from another
+/// exporter has none; it is then run without the size check).
+pub fn config_from_metadata(json: Option<&str>) -> Option<focus_models::FocusDetrConfig> {
+    focus_models::FocusDetrConfig::from_json_str(json?, "model metadata").ok()
+}
+
+/// For a model with an `images` input: checks it and, when the model's configuration is known,
+/// that the input gives enough tokens for the official model (an exported graph would fail
+/// inside TopK instead). Other models (single-op graphs) are fed as they are.
+pub fn check_model_input(
+    cfg: Option<&focus_models::FocusDetrConfig>,
+    model_inputs: &[String],
+    inputs: &TensorMap,
+) -> Result<(), RuntimeError> {
+    if !model_inputs.iter().any(|n| n == "images") {
+        return Ok(());
+    }
+    let images = check_images(inputs)?;
+    if let Some(cfg) = cfg {
+        let n = cfg.token_count(images.shape[2], images.shape[3]);
+        cfg.check_token_count(n)
+            .map_err(|message| RuntimeError::Input {
+                name: "images".into(),
+                message,
+            })?;
+    }
+    Ok(())
+}
+
+/// The tensor an exported model's input `name` is fed from. Besides an exact name match:
+/// the proposal-override input also accepts a golden file's `topk_proposals` and, when absent,
+/// gets −1 everywhere (the model keeps its own selection); `orig_sizes` defaults to each image's
+/// own input size (boxes then stay in input pixels).
+pub fn model_input<'a>(
+    inputs: &'a TensorMap,
+    name: &str,
+    cfg: Option<&focus_models::FocusDetrConfig>,
+) -> Result<Cow<'a, HostTensor>, RuntimeError> {
+    use focus_exporters::export::{ORIG_SIZES_INPUT, PROPOSALS_INPUT};
+    if let Some(t) = inputs.get(name) {
+        return Ok(Cow::Borrowed(t));
+    }
+    if name == PROPOSALS_INPUT {
+        if let Some(t) = inputs.get("topk_proposals") {
+            return Ok(Cow::Borrowed(t));
+        }
+        if let (Some(cfg), true) = (cfg, inputs.contains_key("images")) {
+            let b = check_images(inputs)?.shape[0];
+            let q = cfg.heads.num_queries;
+            return Ok(Cow::Owned(HostTensor::i64(vec![b, q], vec![-1; b * q])));
+        }
+    }
+    if name == ORIG_SIZES_INPUT && inputs.contains_key("images") {
+        let images = check_images(inputs)?;
+        let (b, h, w) = (
+            images.shape[0],
+            images.shape[2] as i64,
+            images.shape[3] as i64,
+        );
+        return Ok(Cow::Owned(HostTensor::i64(vec![b, 2], [h, w].repeat(b))));
+    }
+    Err(RuntimeError::Input {
+        name: name.to_string(),
+        message: "the model needs this input but the input file has none".into(),
+    })
 }

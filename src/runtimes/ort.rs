@@ -9,7 +9,7 @@ use ort::ep::ExecutionProvider as _;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use super::{check_images, Runtime, RuntimeError};
+use super::{Runtime, RuntimeError};
 use crate::runtime_env;
 use crate::tensors::{HostData, HostTensor, TensorMap};
 
@@ -102,6 +102,7 @@ fn environment() -> Result<&'static (Environment, PathBuf), OrtError> {
 pub struct OrtRuntime {
     session: Session,
     name: String,
+    cfg: Option<focus_models::FocusDetrConfig>,
 }
 
 impl OrtRuntime {
@@ -178,8 +179,30 @@ impl OrtRuntime {
                 )
             }
         };
-        let session = b.commit_from_file(model).map_err(sess_err)?;
-        Ok(OrtRuntime { session, name })
+        // Our custom ops (ai.focus_detr) run on every session, on the CPU provider.
+        let ops = super::ort_ops::domain().map_err(sess_err)?;
+        b = b.with_operators(ops).map_err(builder_err)?;
+        let is_trt = matches!(opts.provider, Provider::TensorRt { .. });
+        let session = b.commit_from_file(model).map_err(|e| {
+            let msg = e.to_string();
+            if !is_trt && msg.contains(focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type) {
+                OrtError::Session {
+                    path: model.display().to_string(),
+                    message: format!(
+                        "{msg}\nThis model holds TensorRT plugin nodes ({}), which only TensorRT runs: \
+                         use --provider tensorrt, or export for this runtime with --target ort-cpu \
+                         (or --msda decomposed|custom)",
+                        focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type
+                    ),
+                }
+            } else {
+                sess_err(e)
+            }
+        })?;
+        let cfg = session.metadata().ok().and_then(|m| {
+            super::config_from_metadata(m.custom(super::CONFIG_METADATA_KEY).as_deref())
+        });
+        Ok(OrtRuntime { session, name, cfg })
     }
 
     /// The names of the model's outputs.
@@ -197,26 +220,20 @@ impl Runtime for OrtRuntime {
         self.name.clone()
     }
 
-    fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError> {
-        check_images(inputs)?;
-        let mut feed = Vec::new();
-        let wanted: Vec<String> = self
-            .session
+    fn inputs(&self) -> Vec<String> {
+        self.session
             .inputs()
             .iter()
             .map(|i| i.name().to_string())
-            .collect();
+            .collect()
+    }
+
+    fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError> {
+        let wanted = self.inputs();
+        super::check_model_input(self.cfg.as_ref(), &wanted, inputs)?;
+        let mut feed = Vec::new();
         for name in &wanted {
-            // The proposal-override input also accepts a golden file's `topk_proposals`.
-            let alias =
-                (name == focus_exporters::export::PROPOSALS_INPUT).then_some("topk_proposals");
-            let t = inputs
-                .get(name)
-                .or_else(|| alias.and_then(|a| inputs.get(a)))
-                .ok_or_else(|| RuntimeError::Input {
-                    name: name.clone(),
-                    message: "the model needs this input but the input file has none".into(),
-                })?;
+            let t = super::model_input(inputs, name, self.cfg.as_ref())?;
             let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
             let v: ort::value::DynValue = match &t.data {
                 HostData::F32(v) => Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),

@@ -103,10 +103,27 @@ impl Runtime for TorchRuntime {
         } else {
             None
         };
+        let orig_sizes = match inputs.get(focus_exporters::export::ORIG_SIZES_INPUT) {
+            Some(t) => {
+                let want = [images.shape[0], 2];
+                if t.as_i64().is_none() || t.shape != want {
+                    return Err(RuntimeError::Input {
+                        name: focus_exporters::export::ORIG_SIZES_INPUT.into(),
+                        message: format!(
+                            "has shape {:?}; expected int64 {want:?} (height, width per image)",
+                            t.shape
+                        ),
+                    });
+                }
+                Some(TT(to_torch(t, device).map_err(|e| conv("orig_sizes", e))?))
+            }
+            None => None,
+        };
         let opts = ForwardOptions {
             debug: self.opts.debug,
             topk_proposals: override_topk,
             clamp_object_tokens: self.opts.clamp_object_tokens,
+            orig_sizes,
         };
         let _guard = tch::no_grad_guard();
         let out = self.model.forward(&self.backend, &x, &opts)?;

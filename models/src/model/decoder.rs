@@ -41,8 +41,9 @@ pub fn two_stage<B: Backend>(
     let best = b.max(&class, 2)?;
     let (scores, indices) = b.topk(&best, &b.dim_const(cfg.heads.num_queries as i64))?;
     cap.put("topk_proposal_scores", &scores);
+    // The override replaces the selection where its entries are ≥ 0 (−1 keeps the model's own).
     let indices = match override_indices {
-        Some(i) => i.clone(),
+        Some(i) => b.select_nonneg(i, &indices)?,
         None => indices,
     };
     let reference = b.sigmoid(&b.gather_rows(&coord, &indices)?)?;

@@ -58,12 +58,16 @@ impl<B: Backend> Capture<B> {
 pub struct ForwardOptions<T> {
     /// Record intermediate tensors.
     pub debug: bool,
-    /// Replace the two-stage selection (token indices [B, num_queries]) — for exact decoder
-    /// comparisons against a reference whose proposal order differs by a near-tie.
+    /// Replace the two-stage selection (token indices [B, num_queries]; entries < 0 keep the
+    /// model's own) — for exact decoder comparisons against a reference whose proposal order
+    /// differs by a near-tie.
     pub topk_proposals: Option<T>,
     /// Deviation from the official code: when an encoder layer selects fewer tokens than
     /// `focus.object_tokens`, use all of them as object tokens instead of failing.
     pub clamp_object_tokens: bool,
+    /// Each image's original (height, width), int64 [B, 2]: `boxes_xyxy` are scaled to it
+    /// instead of the input size.
+    pub orig_sizes: Option<T>,
 }
 
 impl<T> Default for ForwardOptions<T> {
@@ -72,6 +76,7 @@ impl<T> Default for ForwardOptions<T> {
             debug: false,
             topk_proposals: None,
             clamp_object_tokens: false,
+            orig_sizes: None,
         }
     }
 }
@@ -148,7 +153,9 @@ impl FocusDetr {
         cap.put_with("enc_k_per_layer", || b.dims_to_i64(&ks))?;
         let selections = ks
             .iter()
-            .map(|k| b.topk(&fg, k).map(|(_, i)| i))
+            // Only the set matters: every selected token is gathered, updated and scattered
+            // back, and the object tokens are re-ranked by their own score.
+            .map(|k| b.topk_set(&fg, k))
             .collect::<Result<Vec<_>>>()?;
         for (l, s) in selections.iter().enumerate() {
             cap.put(format!("enc_topk_idx_{l}"), s);
@@ -171,7 +178,13 @@ impl FocusDetr {
         let dec = decoder::forward(b, cfg, keys, &lv, &memory, &props.reference, &mut cap)?;
 
         let (h, w) = (b.dim(images, 2)?, b.dim(images, 3)?);
-        let (scores, labels, boxes_xyxy) = self.postprocess(b, &dec.logits, &dec.boxes, &h, &w)?;
+        let (scores, labels, boxes_xyxy) = self.postprocess(
+            b,
+            &dec.logits,
+            &dec.boxes,
+            (&h, &w),
+            opts.orig_sizes.as_ref(),
+        )?;
         Ok(Outputs {
             pred_logits: dec.logits,
             pred_boxes: dec.boxes,
@@ -191,20 +204,12 @@ impl FocusDetr {
         ks: &[B::Dim],
         clamp: bool,
     ) -> Result<()> {
-        let need = self.cfg.focus.object_tokens as i64;
         let smallest = ks.iter().filter_map(|k| b.dim_value(k)).min();
-        match (smallest, b.dim_value(lv.num_tokens())) {
-            (Some(k), Some(n)) if k < need && !clamp => Err(ModelError::Input(format!(
-                "the input is too small for this model: it gives {n} tokens, and the last encoder \
-                 layer keeps only {k} of them, fewer than the {need} object tokens every layer \
-                 needs (the official implementation fails on such inputs). The model needs at \
-                 least {} tokens, e.g. an input of {}×{} pixels or larger; pass \
-                 --clamp-object-tokens to run anyway with fewer object tokens (a deviation from \
-                 the official model)",
-                self.cfg.min_tokens(),
-                self.cfg.min_square_side(),
-                self.cfg.min_square_side()
-            ))),
+        match b.dim_value(lv.num_tokens()) {
+            Some(n) if smallest.is_some() && !clamp => self
+                .cfg
+                .check_token_count(n as usize)
+                .map_err(ModelError::Input),
             _ => Ok(()),
         }
     }
@@ -228,8 +233,8 @@ impl FocusDetr {
         b: &B,
         logits: &B::Tensor,
         boxes: &B::Tensor,
-        h: &B::Dim,
-        w: &B::Dim,
+        (h, w): (&B::Dim, &B::Dim),
+        orig_sizes: Option<&B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor, B::Tensor)> {
         b.scope("postprocess");
         let nc = self.cfg.heads.num_classes as i64;
@@ -252,8 +257,21 @@ impl FocusDetr {
             ],
             2,
         )?;
-        let (fw, fh) = (b.dim_to_f32(w)?, b.dim_to_f32(h)?);
-        let scale = b.stack(&[fw.clone(), fh.clone(), fw, fh], 0)?;
+        let scale = match orig_sizes {
+            // [B, 2] (h, w) → [B, 1, 4] (w, h, w, h)
+            Some(sizes) => {
+                let sizes = b.to_f32(sizes)?;
+                let (oh, ow) = (
+                    b.slice(&sizes, 1, &b.dim_const(0), Some(&b.dim_const(1)))?,
+                    b.slice(&sizes, 1, &b.dim_const(1), Some(&b.dim_const(2)))?,
+                );
+                b.unsqueeze(&b.concat(&[ow.clone(), oh.clone(), ow, oh], 1)?, 1)?
+            }
+            None => {
+                let (fw, fh) = (b.dim_to_f32(w)?, b.dim_to_f32(h)?);
+                b.stack(&[fw.clone(), fh.clone(), fw, fh], 0)?
+            }
+        };
         let xyxy = b.mul(&xyxy, &scale)?;
         b.end_scope();
         Ok((scores, labels, xyxy))

@@ -1,0 +1,110 @@
+//! Side-by-side latency and memory of runtimes on one input: warm-up runs, then timed runs,
+//! reported as p50/p90 with the process's peak resident memory while each runtime was in use.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::runtimes::{Runtime, RuntimeError};
+use crate::tensors::TensorMap;
+
+/// One runtime's timings.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Runtime name (`torch-cpu`, `ort-cpu`, `tract`).
+    pub runtime: String,
+    /// Creating the runtime (loading weights or the model), seconds.
+    pub load_s: f64,
+    /// Warm-up runs (the first run includes one-off work such as tract's per-shape optimisation).
+    pub warmup_s: Vec<f64>,
+    /// Timed runs, seconds.
+    pub runs_s: Vec<f64>,
+    /// Median of the timed runs.
+    pub p50_s: f64,
+    /// 90th percentile of the timed runs (nearest rank).
+    pub p90_s: f64,
+    /// Peak resident memory of the process from loading to the last run, MiB (Linux only).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Nearest-rank percentile `q` (0..=1) of `v`.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux: `/proc/self/clear_refs` 5).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory of this process since the last reset, MiB (`VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Times `make()`'s runtime on `inputs`.
+pub fn bench<F>(
+    make: F,
+    inputs: &TensorMap,
+    warmup: usize,
+    runs: usize,
+) -> Result<BenchResult, RuntimeError>
+where
+    F: FnOnce() -> Result<Box<dyn Runtime>, RuntimeError>,
+{
+    reset_peak_rss();
+    let start = Instant::now();
+    let mut rt = make()?;
+    let load_s = start.elapsed().as_secs_f64();
+    let time = |rt: &mut Box<dyn Runtime>| -> Result<f64, RuntimeError> {
+        let t = Instant::now();
+        rt.run(inputs)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let warmup_s = (0..warmup)
+        .map(|_| time(&mut rt))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs_s = (0..runs.max(1))
+        .map(|_| time(&mut rt))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BenchResult {
+        runtime: rt.name(),
+        load_s,
+        warmup_s,
+        p50_s: percentile(&runs_s, 0.5),
+        p90_s: percentile(&runs_s, 0.9),
+        runs_s,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 0.5), 3.0);
+        assert_eq!(percentile(&v, 0.9), 5.0);
+        assert_eq!(percentile(&[2.0], 0.9), 2.0);
+    }
+
+    #[test]
+    fn peak_rss_is_readable_on_linux() {
+        reset_peak_rss();
+        let m = peak_rss_mib();
+        if cfg!(target_os = "linux") {
+            assert!(m.is_some_and(|m| m > 0.0));
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Our custom ops (`ai.focus_detr`, declared in `focus_ops::decl`) as ONNX Runtime CPU kernels,
+//! through `ort`'s operator API. Every session gets them, so models exported with `--msda custom`
+//! or `--topk custom` run on ONNX Runtime through focus-export.
+//!
+//! A panic inside a kernel would abort the process (ORT calls it through C): every input is
+//! checked by the `focus_ops` kernels, which return errors instead.
+
+use ort::operator::{
+    ComputeContext, Kernel, KernelContext, Operator, OperatorDomain, OperatorInput, OperatorOutput,
+};
+use ort::value::{TensorElementType, ValueRef};
+
+use focus_ops::decl::{DType, OpDecl, DOMAIN, DYNAMIC_TOPK, MS_DEFORM_ATTN};
+use focus_ops::msda::{ms_deform_attn, MsdaDims};
+use focus_ops::topk::dynamic_topk;
+
+fn elem(d: DType) -> TensorElementType {
+    match d {
+        DType::F32 => TensorElementType::Float32,
+        DType::I64 => TensorElementType::Int64,
+        DType::I32 => TensorElementType::Int32,
+    }
+}
+
+fn inputs_of(op: &OpDecl) -> Vec<OperatorInput> {
+    op.inputs
+        .iter()
+        .map(|t| OperatorInput::required(elem(t.dtype)))
+        .collect()
+}
+
+fn outputs_of(op: &OpDecl) -> Vec<OperatorOutput> {
+    op.outputs
+        .iter()
+        .map(|t| OperatorOutput::required(elem(t.dtype)))
+        .collect()
+}
+
+fn input<'a>(ctx: &'a ComputeContext, op: &OpDecl, i: usize) -> ort::Result<ValueRef<'a>> {
+    ctx.input(i)?.ok_or_else(|| {
+        ort::Error::new(format!(
+            "{}: input `{}` missing",
+            op.op_type, op.inputs[i].name
+        ))
+    })
+}
+
+fn dims(shape: &[i64]) -> Vec<usize> {
+    shape.iter().map(|&d| d.max(0) as usize).collect()
+}
+
+fn op_err(e: focus_ops::OpError) -> ort::Error {
+    ort::Error::new(e.to_string())
+}
+
+/// `ai.focus_detr::MsDeformAttn`.
+struct MsDeformAttnOp;
+
+/// Its kernel (stateless).
+struct MsDeformAttnKernel;
+
+impl Operator for MsDeformAttnOp {
+    type Kernel<'attr> = MsDeformAttnKernel;
+    fn name(&self) -> &str {
+        MS_DEFORM_ATTN.op_type
+    }
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        inputs_of(&MS_DEFORM_ATTN)
+    }
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        outputs_of(&MS_DEFORM_ATTN)
+    }
+    fn create_kernel<'attr>(&self, _: &KernelContext<'attr>) -> ort::Result<MsDeformAttnKernel> {
+        Ok(MsDeformAttnKernel)
+    }
+}
+
+impl Kernel for MsDeformAttnKernel {
+    fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
+        let op = &MS_DEFORM_ATTN;
+        let v = input(ctx, op, 0)?;
+        let (vs, value) = v.try_extract_tensor::<f32>()?;
+        let ss = input(ctx, op, 1)?;
+        let (sss, shapes) = ss.try_extract_tensor::<i64>()?;
+        let ls = input(ctx, op, 2)?;
+        let (lss, starts) = ls.try_extract_tensor::<i64>()?;
+        let sl = input(ctx, op, 3)?;
+        let (sls, loc) = sl.try_extract_tensor::<f32>()?;
+        let aw = input(ctx, op, 4)?;
+        let (aws, weights) = aw.try_extract_tensor::<f32>()?;
+        let d = MsdaDims::from_shapes(&dims(vs), &dims(sss), &dims(lss), &dims(sls), &dims(aws))
+            .map_err(op_err)?;
+        let out = ms_deform_attn(value, shapes, starts, loc, weights, d).map_err(op_err)?;
+        let mut o = ctx
+            .output(0, [d.n as i64, d.q as i64, (d.m * d.d) as i64])?
+            .ok_or_else(|| ort::Error::new("MsDeformAttn: output not allocated"))?;
+        let (_, dst) = o.try_extract_tensor_mut::<f32>()?;
+        dst.copy_from_slice(&out);
+        Ok(())
+    }
+}
+
+/// `ai.focus_detr::DynamicTopK`.
+struct DynamicTopKOp;
+
+/// Its kernel (stateless).
+struct DynamicTopKKernel;
+
+impl Operator for DynamicTopKOp {
+    type Kernel<'attr> = DynamicTopKKernel;
+    fn name(&self) -> &str {
+        DYNAMIC_TOPK.op_type
+    }
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        inputs_of(&DYNAMIC_TOPK)
+    }
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        outputs_of(&DYNAMIC_TOPK)
+    }
+    fn create_kernel<'attr>(&self, _: &KernelContext<'attr>) -> ort::Result<DynamicTopKKernel> {
+        Ok(DynamicTopKKernel)
+    }
+}
+
+impl Kernel for DynamicTopKKernel {
+    fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
+        let op = &DYNAMIC_TOPK;
+        let s = input(ctx, op, 0)?;
+        let (sh, scores) = s.try_extract_tensor::<f32>()?;
+        let kt = input(ctx, op, 1)?;
+        let (_, kv) = kt.try_extract_tensor::<i64>()?;
+        let [rows, n] = dims(sh)[..] else {
+            return Err(ort::Error::new(format!(
+                "DynamicTopK: input `scores` has shape {:?}, expected [B, N]",
+                &sh[..]
+            )));
+        };
+        let k = *kv
+            .first()
+            .ok_or_else(|| ort::Error::new("DynamicTopK: input `k` is empty"))?;
+        let (vals, idx) = dynamic_topk(scores, rows, n, k).map_err(op_err)?;
+        let shape = [rows as i64, k];
+        let mut vo = ctx
+            .output(0, shape)?
+            .ok_or_else(|| ort::Error::new("DynamicTopK: output not allocated"))?;
+        vo.try_extract_tensor_mut::<f32>()?.1.copy_from_slice(&vals);
+        let mut io = ctx
+            .output(1, shape)?
+            .ok_or_else(|| ort::Error::new("DynamicTopK: output not allocated"))?;
+        io.try_extract_tensor_mut::<i64>()?.1.copy_from_slice(&idx);
+        Ok(())
+    }
+}
+
+/// The `ai.focus_detr` domain with both ops, for `SessionBuilder::with_operators` (build one per
+/// session: the domain is neither Send nor Sync).
+pub fn domain() -> ort::Result<OperatorDomain> {
+    OperatorDomain::new(DOMAIN)?
+        .add(MsDeformAttnOp)?
+        .add(DynamicTopKOp)
+}

@@ -1,0 +1,205 @@
+//! tract, the pure-Rust ONNX runtime, behind the [`Runtime`] interface. Nothing to install.
+//!
+//! The exported model is dynamic in batch, height and width, but tract's symbolic shape algebra
+//! cannot prove that two spellings of the same token count are equal (e.g. `4·(1+N/2)/5` and
+//! `(4+4·(N/2))/5`, both the k of a cascade layer). So the parsed model is specialised to the
+//! concrete input shapes of each run and optimised then; the plan is cached per shape, so a
+//! second run at the same size costs only the run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::{
+    DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, TValue,
+    TVec, TractError, TypedRunnableModel,
+};
+
+use super::{Runtime, RuntimeError};
+use crate::tensors::{HostData, HostTensor, TensorMap};
+
+/// A model parsed by tract, with one optimised plan per input shape seen so far.
+pub struct TractRuntime {
+    path: PathBuf,
+    model: InferenceModel,
+    inputs: Vec<String>,
+    cfg: Option<focus_models::FocusDetrConfig>,
+    plans: HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>,
+}
+
+fn err(path: &Path) -> impl Fn(TractError) -> RuntimeError + '_ {
+    move |e| RuntimeError::Backend(format!("{}: tract: {e:#}", path.display()))
+}
+
+impl TractRuntime {
+    /// Parses `model` (the graph is optimised at the first run of each input shape).
+    pub fn new(model: &Path) -> Result<Self, RuntimeError> {
+        let e = err(model);
+        let mut onnx = tract_onnx::onnx();
+        super::tract_ops::register(&mut onnx);
+        let m = onnx.model_for_path(model).map_err(&e)?;
+        // Ops tract does not know are parsed as placeholders and fail only at the first run:
+        // refuse TensorRT plugin nodes now, with advice.
+        let plugin = focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type;
+        if m.nodes().iter().any(|n| n.op.name().contains(plugin)) {
+            return Err(RuntimeError::Backend(format!(
+                "{}: this model holds TensorRT plugin nodes ({plugin}), which only TensorRT runs: \
+                 export for tract with --target tract (or --msda decomposed|custom)",
+                model.display()
+            )));
+        }
+        let inputs = m
+            .input_outlets()
+            .map_err(&e)?
+            .iter()
+            .map(|o| m.node(o.node).name.clone())
+            .collect();
+        let key = format!("onnx.metadata_props.{}", super::CONFIG_METADATA_KEY);
+        let json = m.properties.get(&key).and_then(|t| {
+            t.to_plain_array_view::<String>()
+                .ok()
+                .and_then(|v| v.iter().next().cloned())
+        });
+        let cfg = super::config_from_metadata(json.as_deref());
+        Ok(TractRuntime {
+            cfg,
+            path: model.to_path_buf(),
+            model: m,
+            inputs,
+            plans: HashMap::new(),
+        })
+    }
+
+    /// The optimised plan for these input shapes, built on first use.
+    fn plan(&mut self, feed: &[TValue]) -> Result<Arc<TypedRunnableModel>, RuntimeError> {
+        let key: Vec<Vec<usize>> = feed.iter().map(|v| v.shape().to_vec()).collect();
+        if let Some(p) = self.plans.get(&key) {
+            return Ok(p.clone());
+        }
+        let e = err(&self.path);
+        let mut m = self.model.clone();
+        for (i, v) in feed.iter().enumerate() {
+            m.set_input_fact(i, InferenceFact::dt_shape(v.datum_type(), v.shape()))
+                .map_err(&e)?;
+        }
+        let typed = m.into_optimized().map_err(&e)?;
+        let plan = tract_onnx::prelude::IntoRunnable::into_runnable(typed).map_err(&e)?;
+        self.plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+}
+
+fn to_tvalue(name: &str, t: &HostTensor) -> Result<TValue, RuntimeError> {
+    let bad = |e: TractError| RuntimeError::Input {
+        name: name.to_string(),
+        message: e.to_string(),
+    };
+    let tensor = match &t.data {
+        HostData::F32(v) => tract_onnx::prelude::Tensor::from_shape(&t.shape, v),
+        HostData::I64(v) => tract_onnx::prelude::Tensor::from_shape(&t.shape, v),
+        HostData::U8(v) => tract_onnx::prelude::Tensor::from_shape(&t.shape, v),
+    }
+    .map_err(bad)?;
+    Ok(tensor.into_tvalue())
+}
+
+fn to_host(name: &str, v: &TValue) -> Result<HostTensor, RuntimeError> {
+    let fail = |e: TractError| RuntimeError::Backend(format!("tract output `{name}`: {e}"));
+    let shape = v.shape().to_vec();
+    Ok(match v.datum_type() {
+        DatumType::F32 => HostTensor::f32(
+            shape,
+            v.to_plain_array_view::<f32>()
+                .map_err(fail)?
+                .iter()
+                .copied()
+                .collect(),
+        ),
+        DatumType::I64 => HostTensor::i64(
+            shape,
+            v.to_plain_array_view::<i64>()
+                .map_err(fail)?
+                .iter()
+                .copied()
+                .collect(),
+        ),
+        DatumType::Bool => HostTensor::i64(
+            shape,
+            v.to_plain_array_view::<bool>()
+                .map_err(fail)?
+                .iter()
+                .map(|&b| i64::from(b))
+                .collect(),
+        ),
+        // Sizes computed from shapes stay symbolic-capable TDim values in tract.
+        DatumType::TDim => {
+            let t = v.cast_to::<i64>().map_err(fail)?;
+            HostTensor::i64(
+                shape,
+                t.to_plain_array_view::<i64>()
+                    .map_err(fail)?
+                    .iter()
+                    .copied()
+                    .collect(),
+            )
+        }
+        other => {
+            return Err(RuntimeError::Backend(format!(
+                "tract output `{name}` has type {other:?}"
+            )))
+        }
+    })
+}
+
+impl Runtime for TractRuntime {
+    fn name(&self) -> String {
+        "tract".into()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.inputs.clone()
+    }
+
+    fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError> {
+        super::check_model_input(self.cfg.as_ref(), &self.inputs, inputs)?;
+        let mut feed: TVec<TValue> = TVec::new();
+        for name in &self.inputs {
+            let t = super::model_input(inputs, name, self.cfg.as_ref())?;
+            feed.push(to_tvalue(name, &t)?);
+        }
+        let plan = self.plan(&feed)?;
+        let fail = |e: TractError| RuntimeError::Backend(format!("tract run failed: {e:#}"));
+        let out = if std::env::var_os("FOCUS_TRACT_PROFILE").is_some() {
+            // Development aid: time per op type, printed to stderr.
+            let mut times: HashMap<String, (f64, usize)> = HashMap::new();
+            let mut state = plan.spawn().map_err(fail)?;
+            let out = state
+                .run_plan_with_eval(feed, |ctx, st, node, input| {
+                    let t = std::time::Instant::now();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, st, node, input);
+                    let e = times.entry(node.op.name().to_string()).or_default();
+                    e.0 += t.elapsed().as_secs_f64();
+                    e.1 += 1;
+                    r
+                })
+                .map_err(fail)?;
+            let mut v: Vec<_> = times.into_iter().collect();
+            v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+            for (op, (s, n)) in v.iter().take(15) {
+                eprintln!("tract profile: {op:<28} {s:>8.3} s  {n:>5} node(s)");
+            }
+            out
+        } else {
+            plan.run(feed).map_err(fail)?
+        };
+        let model = plan.model();
+        let mut map = TensorMap::new();
+        for (o, v) in model.outputs.iter().zip(out.iter()) {
+            let name = model
+                .outlet_label(*o)
+                .map_or_else(|| model.node(o.node).name.clone(), str::to_string);
+            map.insert(name.clone(), to_host(&name, v)?);
+        }
+        Ok(map)
+    }
+}

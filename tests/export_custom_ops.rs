@@ -1,0 +1,163 @@
+//! Whole-model parity with the custom-op forms: `--msda custom --topk custom` on ONNX Runtime CPU
+//! and tract, `--topk threshold` on ONNX Runtime CPU, each within the model issue's budgets
+//! against the goldens (tests/common/golden.rs); the `--target tensorrt` export (plugin node,
+//! threshold selection) passes the ONNX checker, declares the plugin's output, and is refused by
+//! the CPU runtimes with a message that names the export options to use instead.
+#![cfg(all(feature = "ort", feature = "tract"))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::golden;
+use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
+use focus_export::runtimes::tract::TractRuntime;
+use focus_export::runtimes::Runtime;
+
+const CUSTOM: [&str; 4] = ["--msda", "custom", "--topk", "custom"];
+const THRESHOLD: [&str; 2] = ["--topk", "threshold"];
+
+/// (plain debug model, model with the proposal-order input) for `flags`, exported once.
+fn models(
+    flags: &'static [&'static str],
+    tag: &str,
+    cell: &'static OnceLock<(PathBuf, PathBuf)>,
+) -> &'static (PathBuf, PathBuf) {
+    cell.get_or_init(|| {
+        let f: Vec<&str> = flags.iter().copied().chain(["--debug"]).collect();
+        let a = golden::export_model(&f, &format!("{tag}.onnx"));
+        let f2: Vec<&str> = f.iter().copied().chain(["--proposals-input"]).collect();
+        let b = golden::export_model(&f2, &format!("{tag}_inj.onnx"));
+        (a, b)
+    })
+}
+
+fn custom() -> &'static (PathBuf, PathBuf) {
+    static M: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    models(&CUSTOM, "custom", &M)
+}
+
+fn threshold() -> &'static (PathBuf, PathBuf) {
+    static M: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    models(&THRESHOLD, "threshold", &M)
+}
+
+fn ort(model: &Path) -> Box<dyn Runtime> {
+    Box::new(
+        OrtRuntime::new(
+            model,
+            &OrtOptions {
+                provider: Provider::Cpu,
+                threads: Some(2),
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn tract(model: &Path) -> Box<dyn Runtime> {
+    Box::new(TractRuntime::new(model).unwrap())
+}
+
+fn check(what: &str, models: &(PathBuf, PathBuf), rt: fn(&Path) -> Box<dyn Runtime>) {
+    for name in golden::CASES {
+        let g = golden::load_case(name);
+        let out = golden::run_case(rt(&models.0).as_mut(), &g, false);
+        let inj = golden::run_case(rt(&models.1).as_mut(), &g, true);
+        let report = golden::check_case(name, &out, &inj, &g);
+        eprintln!("{what}, {name}:\n  {}", report.join("\n  "));
+    }
+}
+
+#[test]
+fn custom_ops_on_ort_meet_the_golden_budgets() {
+    check("custom ops on ONNX Runtime CPU", custom(), ort);
+}
+
+#[test]
+fn custom_ops_on_tract_meet_the_golden_budgets() {
+    check("custom ops on tract", custom(), tract);
+}
+
+#[test]
+fn threshold_selection_on_ort_meets_the_golden_budgets() {
+    check("threshold top-k on ONNX Runtime CPU", threshold(), ort);
+}
+
+#[test]
+fn the_tensorrt_export_is_valid_and_refused_by_cpu_runtimes_with_advice() {
+    let m = golden::export_model(&["--target", "tensorrt"], "tensorrt.onnx");
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = r#"
+import onnx, sys
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+plug = [n for n in m.graph.node if n.op_type == 'MultiscaleDeformableAttnPlugin_TRT']
+assert len(plug) == 12 and all(n.domain == 'trt.plugins' for n in plug), len(plug)
+# The six cascade selections are threshold selections (one NonZero each); TopK remains only
+# where k is small and fixed: 6 × 300 object tokens, 900 proposals, 300 detections.
+ops = [n.op_type for n in m.graph.node]
+assert ops.count('NonZero') == 6 and ops.count('TopK') == 8, (ops.count('NonZero'), ops.count('TopK'))
+vi = {v.name: v for v in m.graph.value_info}
+for n in plug:
+    t = vi[n.output[0]].type.tensor_type
+    assert t.elem_type == onnx.TensorProto.FLOAT and len(t.shape.dim) == 4, t
+    assert [d.dim_value for d in t.shape.dim][2:] == [8, 32], t
+print('ok')
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = OrtRuntime::new(
+        &m,
+        &OrtOptions {
+            provider: Provider::Cpu,
+            threads: Some(1),
+        },
+    )
+    .err()
+    .expect("ONNX Runtime CPU cannot run TensorRT plugin nodes")
+    .to_string();
+    assert!(
+        e.contains("--target ort-cpu") && e.contains("--provider tensorrt"),
+        "{e}"
+    );
+    let e = TractRuntime::new(&m)
+        .err()
+        .expect("tract cannot run them")
+        .to_string();
+    assert!(e.contains("--target tract"), "{e}");
+}
+
+#[test]
+fn tensorrt_engine_parity_when_a_gpu_is_present() {
+    let m = golden::export_model(&["--target", "tensorrt", "--debug"], "tensorrt_debug.onnx");
+    let opts = OrtOptions {
+        provider: Provider::TensorRt {
+            device_id: 0,
+            fp16: false,
+            engine_cache: None,
+            profile: None,
+        },
+        threads: None,
+    };
+    let mut rt = match OrtRuntime::new(&m, &opts) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("SKIPPED: no TensorRT provider here ({e})");
+            return;
+        }
+    };
+    let g = golden::load_case(golden::CASES[0]);
+    let out = golden::run_case(&mut rt, &g, false);
+    let d = golden::max_abs(&out["fg_logits"], &g["fg_logits"]);
+    assert!(d <= golden::TOL_FEATURES, "TensorRT fg_logits max|Δ| {d}");
+}
