@@ -62,11 +62,7 @@ fn tract(model: &Path) -> Box<dyn Runtime> {
 
 fn check(what: &str, models: &(PathBuf, PathBuf), rt: fn(&Path) -> Box<dyn Runtime>) {
     for name in golden::CASES {
-        let g = golden::load_case(name);
-        let out = golden::run_case(rt(&models.0).as_mut(), &g, false);
-        let inj = golden::run_case(rt(&models.1).as_mut(), &g, true);
-        let report = golden::check_case(name, &out, &inj, &g);
-        eprintln!("{what}, {name}:\n  {}", report.join("\n  "));
+        golden::check_runtimes(what, name, rt(&models.0).as_mut(), rt(&models.1).as_mut());
     }
 }
 
@@ -104,6 +100,8 @@ for n in plug:
     t = vi[n.output[0]].type.tensor_type
     assert t.elem_type == onnx.TensorProto.FLOAT and len(t.shape.dim) == 4, t
     assert [d.dim_value for d in t.shape.dim][2:] == [8, 32], t
+    for i in (1, 2):  # the level tables, int32 as TensorRT wants them
+        assert vi[n.input[i]].type.tensor_type.elem_type == onnx.TensorProto.INT32
 print('ok')
 "#;
     let out = std::process::Command::new(&python)

@@ -24,11 +24,8 @@ fn ort(model: &Path) -> OrtRuntime {
 }
 
 fn check(name: &str) {
-    let g = golden::load_case(name);
-    let out = golden::run_case(&mut ort(debug_model()), &g, false);
-    let inj = golden::run_case(&mut ort(injected_model()), &g, true);
-    let report = golden::check_case(name, &out, &inj, &g);
-    eprintln!("ONNX Runtime CPU, {name}:\n  {}", report.join("\n  "));
+    let (mut a, mut b) = (ort(debug_model()), ort(injected_model()));
+    golden::check_runtimes("ONNX Runtime CPU", name, &mut a, &mut b);
 }
 
 #[test]

@@ -8,11 +8,11 @@ use common::golden::{self, debug_model, injected_model};
 use focus_export::runtimes::tract::TractRuntime;
 
 fn check(name: &str) {
-    let g = golden::load_case(name);
-    let out = golden::run_case(&mut TractRuntime::new(debug_model()).unwrap(), &g, false);
-    let inj = golden::run_case(&mut TractRuntime::new(injected_model()).unwrap(), &g, true);
-    let report = golden::check_case(name, &out, &inj, &g);
-    eprintln!("tract, {name}:\n  {}", report.join("\n  "));
+    let (mut a, mut b) = (
+        TractRuntime::new(debug_model()).unwrap(),
+        TractRuntime::new(injected_model()).unwrap(),
+    );
+    golden::check_runtimes("tract", name, &mut a, &mut b);
 }
 
 #[test]

@@ -28,11 +28,12 @@ fn runtime(override_proposals: bool) -> TorchRuntime {
 }
 
 fn check(name: &str) {
-    let g = golden::load_case(name);
-    let out = golden::run_case(&mut runtime(false), &g, false);
-    let inj = golden::run_case(&mut runtime(true), &g, true);
-    let report = golden::check_case(name, &out, &inj, &g);
-    eprintln!("torch reference, {name}:\n  {}", report.join("\n  "));
+    golden::check_runtimes(
+        "torch reference",
+        name,
+        &mut runtime(false),
+        &mut runtime(true),
+    );
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub enum Elem {
     F32,
     /// int64.
     I64,
+    /// int32 (TensorRT plugin inputs).
+    I32,
     /// bool.
     Bool,
 }
@@ -39,6 +41,7 @@ impl Elem {
         match self {
             Elem::F32 => DataType::FLOAT as i32,
             Elem::I64 => DataType::INT64 as i32,
+            Elem::I32 => DataType::INT32 as i32,
             Elem::Bool => DataType::BOOL as i32,
         }
     }

@@ -290,12 +290,21 @@ impl<'w> OnnxTracer<'w> {
             return Ok(self.tv(o[0].clone(), Elem::F32, vec![Some(bs), Some(nq), Some(md)]));
         }
         let op = &focus_ops::decl::TRT_MS_DEFORM_ATTN;
-        let i32s = |t: &TV| self.node1("Cast", &[&t.name], &[("to", Attr::Int(6))]);
+        let i32s = |t: &TV| {
+            let o = self.node1("Cast", &[&t.name], &[("to", Attr::Int(6))]);
+            self.tv(o, Elem::I32, t.dims.clone())
+        };
         let (table, starts) = (i32s(&table), i32s(&starts));
         let o = self.g.borrow_mut().node_in_domain(
             op.op_type,
             op.domain,
-            &[&value.name, &table, &starts, &loc.name, &weights.name],
+            &[
+                &value.name,
+                &table.name,
+                &starts.name,
+                &loc.name,
+                &weights.name,
+            ],
             1,
             &[("plugin_version", Attr::Str(op.version.to_string()))],
         );

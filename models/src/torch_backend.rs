@@ -274,6 +274,27 @@ impl Backend for TorchBackend {
     }
     fn conv2d(&self, x: &TT, w: &TT, b: Option<&TT>, stride: usize, padding: usize) -> Result<TT> {
         let (s, p) = (stride as i64, padding as i64);
+        if self.device.is_cuda() {
+            // cuDNN runs float32 convolutions in TF32 by default (PyTorch's
+            // cudnn.allow_tf32 = True), about 1e-3 relative: the reference stays float32.
+            return x
+                .f_internal_convolution(
+                    w,
+                    b.map(|b| &b.0),
+                    [s, s],
+                    [p, p],
+                    [1, 1],
+                    false,
+                    [0, 0],
+                    1,
+                    false,
+                    false,
+                    true,
+                    false,
+                )
+                .map(TT)
+                .map_err(err("conv2d"));
+        }
         x.f_conv2d(w, b.map(|b| &b.0), [s, s], [p, p], [1, 1], 1)
             .map(TT)
             .map_err(err("conv2d"))

@@ -294,6 +294,9 @@ pub(crate) mod tests {
         out.into_iter().map(|v| v as f32).collect()
     }
 
+    /// The five inputs of a problem and its sizes.
+    type Problem = (Vec<f32>, Vec<i64>, Vec<i64>, Vec<f32>, Vec<f32>, MsdaDims);
+
     /// A seeded problem; locations span [-0.3, 1.3] so that many samples fall partly or wholly
     /// outside their maps.
     pub fn problem(
@@ -304,7 +307,7 @@ pub(crate) mod tests {
         d: usize,
         q: usize,
         p: usize,
-    ) -> (Vec<f32>, Vec<i64>, Vec<i64>, Vec<f32>, Vec<f32>, MsdaDims) {
+    ) -> Problem {
         let mut r = Rng(seed);
         let l = shapes.len();
         let s: usize = shapes.iter().map(|(h, w)| h * w).sum();

@@ -352,3 +352,14 @@ pub fn run_case(rt: &mut dyn Runtime, g: &TensorMap, with_proposals: bool) -> Te
     }
     rt.run(&inputs).unwrap()
 }
+
+/// Runs golden case `name` on two runtimes, `plain` (the model's own selection) and
+/// `injected` (takes the golden proposal order), checks the budgets and prints the report
+/// under `what`.
+pub fn check_runtimes(what: &str, name: &str, plain: &mut dyn Runtime, injected: &mut dyn Runtime) {
+    let g = load_case(name);
+    let out = run_case(plain, &g, false);
+    let inj = run_case(injected, &g, true);
+    let report = check_case(name, &out, &inj, &g);
+    eprintln!("{what}, {name}:\n  {}", report.join("\n  "));
+}
