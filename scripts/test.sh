@@ -8,4 +8,4 @@ cd "$root"
 bash scripts/setup-env.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-cargo test --workspace --all-features --locked
+cargo test --workspace --all-features --locked --no-fail-fast
