@@ -15,22 +15,4 @@ fn check(name: &str) {
     golden::check_runtimes("tract", name, &mut a, &mut b);
 }
 
-#[test]
-fn astronaut_384x384() {
-    check(golden::CASES[0]);
-}
-
-#[test]
-fn chelsea_448x640() {
-    check(golden::CASES[1]);
-}
-
-#[test]
-fn coffee_480x640() {
-    check(golden::CASES[2]);
-}
-
-#[test]
-fn rocket_800x1184() {
-    check(golden::CASES[3]);
-}
+golden_case_tests!(check);

@@ -36,25 +36,7 @@ fn check(name: &str) {
     );
 }
 
-#[test]
-fn astronaut_384x384() {
-    check(golden::CASES[0]);
-}
-
-#[test]
-fn chelsea_448x640() {
-    check(golden::CASES[1]);
-}
-
-#[test]
-fn coffee_480x640() {
-    check(golden::CASES[2]);
-}
-
-#[test]
-fn rocket_800x1184() {
-    check(golden::CASES[3]);
-}
+golden_case_tests!(check);
 
 fn run_images(rt: &mut TorchRuntime, images: HostTensor) -> TensorMap {
     let mut m = TensorMap::new();

@@ -61,3 +61,29 @@ pub fn write_tiny_config(dir: &std::path::Path) -> PathBuf {
     p
 }
 pub mod golden;
+
+/// One `#[test]` per golden case ([`golden::CASES`], in order), each calling `$check(case_name)`.
+#[macro_export]
+macro_rules! golden_case_tests {
+    ($check:path) => {
+        #[test]
+        fn astronaut_384x384() {
+            $check($crate::common::golden::CASES[0]);
+        }
+
+        #[test]
+        fn chelsea_448x640() {
+            $check($crate::common::golden::CASES[1]);
+        }
+
+        #[test]
+        fn coffee_480x640() {
+            $check($crate::common::golden::CASES[2]);
+        }
+
+        #[test]
+        fn rocket_800x1184() {
+            $check($crate::common::golden::CASES[3]);
+        }
+    };
+}
