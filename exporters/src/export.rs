@@ -313,19 +313,7 @@ pub fn export(
     let op_histogram = g.op_histogram();
     let nodes = g.node_count();
     let custom_ops = g.custom_op_counts();
-    let mut domains: Vec<(&str, i64)> = Vec::new();
-    for (domain, version) in [
-        (focus_ops::decl::DOMAIN, focus_ops::decl::DOMAIN_VERSION),
-        (focus_ops::decl::TRT_PLUGIN_DOMAIN, 1),
-    ] {
-        if custom_ops
-            .iter()
-            .any(|(n, _)| n.starts_with(&format!("{domain}::")))
-        {
-            domains.push((domain, version));
-        }
-    }
-    let m = g.finish("focus_detr", opts.opset, &domains, &metadata);
+    let m = g.finish("focus_detr", opts.opset, &metadata);
     let bytes = crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))?;
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
     let batch_text = shape_text(std::slice::from_ref(&batch_decl));

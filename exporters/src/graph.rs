@@ -249,14 +249,15 @@ impl GraphBuilder {
         h
     }
 
-    /// Assembles the model.
-    pub fn finish(
-        self,
-        name: &str,
-        opset: i64,
-        custom_domains: &[(&str, i64)],
-        metadata: &[(String, String)],
-    ) -> ModelProto {
+    /// Assembles the model; it imports `opset` of the default domain and every custom domain its
+    /// nodes use (versions from `focus_ops::decl`).
+    pub fn finish(self, name: &str, opset: i64, metadata: &[(String, String)]) -> ModelProto {
+        let custom_domains: std::collections::BTreeSet<String> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.domain.is_empty())
+            .map(|n| n.domain.clone())
+            .collect();
         let mut g = GraphProto::new();
         g.name = name.to_string();
         g.node = self.nodes;
@@ -274,10 +275,10 @@ impl GraphBuilder {
         os.domain = String::new();
         os.version = opset;
         m.opset_import.push(os);
-        for (d, v) in custom_domains {
+        for d in custom_domains {
             let mut os = OperatorSetIdProto::new();
-            os.domain = d.to_string();
-            os.version = *v;
+            os.version = focus_ops::decl::domain_version(&d).unwrap_or(1);
+            os.domain = d;
             m.opset_import.push(os);
         }
         for (k, v) in metadata {

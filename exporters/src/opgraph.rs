@@ -41,21 +41,7 @@ fn finish(t: OnnxTracer<'_>, outputs: &[(&str, &TV)], opset: i64) -> Result<Vec<
             .collect();
         g.output(n, &v.name, v.elem, &decl);
     }
-    let custom = g.custom_op_counts();
-    let mut domains = Vec::new();
-    if custom
-        .iter()
-        .any(|(n, _)| n.starts_with(focus_ops::decl::DOMAIN))
-    {
-        domains.push((focus_ops::decl::DOMAIN, focus_ops::decl::DOMAIN_VERSION));
-    }
-    if custom
-        .iter()
-        .any(|(n, _)| n.starts_with(focus_ops::decl::TRT_PLUGIN_DOMAIN))
-    {
-        domains.push((focus_ops::decl::TRT_PLUGIN_DOMAIN, 1));
-    }
-    let m = g.finish("focus_detr_op", opset, &domains, &[]);
+    let m = g.finish("focus_detr_op", opset, &[]);
     crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))
 }
 

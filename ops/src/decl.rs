@@ -7,6 +7,17 @@ pub const DOMAIN: &str = "ai.focus_detr";
 pub const DOMAIN_VERSION: i64 = 1;
 /// Domain ONNX Runtime's TensorRT provider expects for TensorRT plugin nodes.
 pub const TRT_PLUGIN_DOMAIN: &str = "trt.plugins";
+/// Version of the plugin domain a model imports.
+pub const TRT_PLUGIN_DOMAIN_VERSION: i64 = 1;
+
+/// The opset version a model imports for a non-standard `domain` (`None`: not ours).
+pub fn domain_version(domain: &str) -> Option<i64> {
+    match domain {
+        DOMAIN => Some(DOMAIN_VERSION),
+        TRT_PLUGIN_DOMAIN => Some(TRT_PLUGIN_DOMAIN_VERSION),
+        _ => None,
+    }
+}
 
 /// Element type of an op input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
