@@ -34,9 +34,10 @@ fi
 "$bin" run --runtime ort --model demo/focus_detr_r50.onnx --threads 2 --input "$input" --output demo/ort_out.safetensors
 "$bin" run --runtime torch --weights demo/focus_detr_r50_synth.safetensors --threads 2 --input "$input" --output demo/torch_out.safetensors
 # Parity check on real photos (a COCO-format subset made from the scikit-image photos), with the
-# diagnostic export (intermediate outputs and the proposal-order input) so that every
-# difference can be explained.
-"$bin" --weights demo/focus_detr_r50_synth.safetensors --debug --proposals-input -o demo/focus_detr_r50_check.onnx
+# diagnostic export (intermediate outputs and an override input for every selection): each photo
+# runs free (what a deployment computes) and forced to the reference's selections (every tensor
+# at its full budget).
+"$bin" --weights demo/focus_detr_r50_synth.safetensors --debug --selection-inputs -o demo/focus_detr_r50_check.onnx
 "$bin" check --runtime ort --threads 2 --weights demo/focus_detr_r50_synth.safetensors \
   --model demo/focus_detr_r50_check.onnx \
   --coco-ann tests/data/coco_subset/annotations.json --coco-images .runtimes/photos --limit 2 \

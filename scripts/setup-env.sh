@@ -27,8 +27,12 @@ if [ ! -f "$stamp" ]; then
     "${pip[@]}" -r "$req/gpu.txt"
   else
     .venv/bin/python -m pip uninstall -y onnxruntime-gpu >/dev/null 2>&1 || true
+    # torch is installed without its Python dependencies on purpose: only its libtorch is used
+    # (by tch), and `import torch` is never run. pip would report each of them as a "dependency
+    # conflict" (an ERROR line that is no error here), so that warning is switched off.
     "${pip[@]}" --no-deps -r "$req/torch-cpu.txt"
-    "${pip[@]}" -r "$req/cpu.txt"
+    "${pip[@]}" --no-warn-conflicts -r "$req/cpu.txt"
+    echo "note: torch is installed without its Python dependencies on purpose (only libtorch is used); pip check would list them as missing, which is expected"
   fi
   "${pip[@]}" --no-deps -r "$req/test-data.txt"
   rm -f .venv/.focus-export-*

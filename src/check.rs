@@ -4,8 +4,9 @@
 //! stage's cut-off, and the two-stage proposal order may differ only within near-tie clusters
 //! (golden README §6). Tensors downstream of the first explained divergence are reported, not
 //! judged numerically: one swapped proposal moves every query through the decoder's
-//! self-attention. Where the model takes the reference's proposal order as an input
-//! (`--proposals-input`), the decoder is then verified exactly with that order.
+//! self-attention. So each image runs twice: free running (what a deployment computes) and
+//! forced, with the reference's selections fed to the model (a `--debug --selection-inputs`
+//! export), where every tensor is judged at its full budget and nothing is explained away.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -28,6 +29,10 @@ pub const NEAR_TIE: f64 = 1e-5;
 pub const MIN_IOU: f64 = 0.99;
 /// Fraction of the reference's top-[`TOP_DETECTIONS`] detections that must be matched.
 pub const MIN_MATCHED: f64 = 0.99;
+/// The same with every selection forced: the computation is then the reference's up to float
+/// noise far below the matching budgets, and our detections are searched among all of ours,
+/// so every one must be found.
+pub const MIN_MATCHED_FORCED: f64 = 1.0;
 /// Detections compared per image.
 pub const TOP_DETECTIONS: usize = 100;
 
@@ -79,6 +84,9 @@ pub struct SelectionReport {
     pub only_runtime: usize,
     /// Positions of the proposal order that differ (proposals only).
     pub order_differences: usize,
+    /// The largest distance of a differing token's reference score from the cut-off (for the
+    /// proposal order: the largest score gap spanned by a reordering); `None` when identical.
+    pub max_gap: Option<f64>,
     /// Verdict.
     pub status: Status,
     /// Each differing token with its reference score and the cut-off.
@@ -109,12 +117,20 @@ pub struct CaseReport {
     pub selections: Vec<SelectionReport>,
     /// Final detections, end to end.
     pub detections: Option<DetectionReport>,
-    /// The first stage whose selection differs, and why that is acceptable (or not).
+    /// The first stage whose free-running selection differs (`None`: identical throughout).
     pub first_divergence: Option<String>,
-    /// With the reference's proposal order fed to the model: decoder outputs and detections.
-    pub with_reference_proposals: Option<Vec<TensorReport>>,
-    /// Detections with the reference's proposal order.
-    pub detections_with_reference_proposals: Option<DetectionReport>,
+    /// Why that divergence is acceptable (a near-tie, with its gap), or that it is not.
+    pub divergence_note: Option<String>,
+    /// The reference's top-100 detections matched by the free-running ones (summed over a batch).
+    pub matched_top100: Option<usize>,
+    /// The selections fed to the forced run (empty: no forced run).
+    pub forced_selections: Vec<String>,
+    /// The forced run's tensors, each at its full budget.
+    pub forced: Option<Vec<TensorReport>>,
+    /// The forced run's detections.
+    pub forced_detections: Option<DetectionReport>,
+    /// Whether the forced run is within budget everywhere (`None`: no forced run).
+    pub forced_within_budget: Option<bool>,
     /// Overall verdict.
     pub status: Status,
 }
@@ -123,10 +139,7 @@ impl CaseReport {
     /// Every item that failed, as lines.
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let tensors = self
-            .tensors
-            .iter()
-            .chain(self.with_reference_proposals.iter().flatten());
+        let tensors = self.tensors.iter().chain(self.forced.iter().flatten());
         for t in tensors.filter(|t| t.status == Status::Fail) {
             out.push(format!(
                 "{}: max|Δ| {:.3e} over {:?}{}",
@@ -142,10 +155,7 @@ impl CaseReport {
         for s in self.selections.iter().filter(|s| s.status == Status::Fail) {
             out.push(format!("{}: {}", s.stage, s.notes.join("; ")));
         }
-        let dets = self
-            .detections
-            .iter()
-            .chain(self.detections_with_reference_proposals.iter());
+        let dets = self.detections.iter().chain(self.forced_detections.iter());
         for d in dets.filter(|d| d.status == Status::Fail) {
             out.push(format!(
                 "detections: {}/{} matched (need {:.0} %)",
@@ -337,6 +347,7 @@ fn compare_sets(
         only_reference: 0,
         only_runtime: 0,
         order_differences: 0,
+        max_gap: None,
         status: Status::Pass,
         notes: Vec::new(),
     };
@@ -361,6 +372,9 @@ fn compare_sets(
         for t in diff {
             let s = score(row, t);
             let near = matches!((s, cutoff), (Some(s), Some(c)) if (s - c).abs() <= NEAR_TIE);
+            if let (Some(s), Some(c)) = (s, cutoff) {
+                rep.max_gap = Some(rep.max_gap.unwrap_or(0.0).max((s - c).abs()));
+            }
             if !near {
                 rep.status = Status::Fail;
             } else if rep.status == Status::Pass {
@@ -413,13 +427,16 @@ fn compare_proposals(
             // score between ranks i and j is within NEAR_TIE (a near-tie cluster, e.g. an
             // adjacent swap or a rotation of three equal-looking scores).
             let j = y.iter().position(|&t| t == x[i]);
-            let near = match (j, s.get(row)) {
-                (Some(j), Some(sc)) => {
-                    let (lo, hi) = (i.min(j), i.max(j));
-                    hi < sc.len() && (sc[lo] - sc[hi]).abs() < NEAR_TIE
+            let gap = match (j, s.get(row)) {
+                (Some(j), Some(sc)) if i.max(j) < sc.len() => {
+                    Some((sc[i.min(j)] - sc[i.max(j)]).abs())
                 }
-                _ => false,
+                _ => None,
             };
+            if let Some(g) = gap {
+                rep.max_gap = Some(rep.max_gap.unwrap_or(0.0).max(g));
+            }
+            let near = gap.is_some_and(|g| g < NEAR_TIE);
             if near {
                 if rep.status == Status::Pass {
                     rep.status = Status::Explained;
@@ -530,8 +547,19 @@ fn detection_report(
     judged: bool,
     why: Option<String>,
 ) -> Option<DetectionReport> {
+    detection_report_at(ours, reference, judged, why, MIN_MATCHED)
+}
+
+/// The detection report with `min_matched` as the budget.
+fn detection_report_at(
+    ours: &TensorMap,
+    reference: &TensorMap,
+    judged: bool,
+    why: Option<String>,
+    min_matched: f64,
+) -> Option<DetectionReport> {
     let (compared, matched) = matched_detections(ours, reference, TOP_DETECTIONS)?;
-    let ok = matched as f64 >= MIN_MATCHED * compared as f64;
+    let ok = matched as f64 >= min_matched * compared as f64;
     Some(DetectionReport {
         compared,
         matched,
@@ -544,13 +572,28 @@ fn detection_report(
     })
 }
 
-/// Compares a runtime's outputs `ours` with the reference's (`reference`, a debug run of the
-/// torch model); `injected`, when given, is the runtime's run with the reference's proposal order.
+/// A run of the model with some of the reference's selections fed to it.
+#[derive(Debug, Clone, Copy)]
+pub struct ForcedRun<'a> {
+    /// Its outputs (with the debug intermediates).
+    pub outputs: &'a TensorMap,
+    /// The selections it was forced to (names as in [`focus_models::model::selections`]).
+    pub stages: &'a [String],
+}
+
+/// Whether `name` is a selection output, judged as a selection rather than as a tensor
+/// (`enc_oesm_subidx_l` are positions in a selection's order, judged through the token ids).
+fn is_selection_output(name: &str) -> bool {
+    focus_models::model::selections::is_selection_name(name) || name.starts_with("enc_oesm_subidx_")
+}
+
+/// Compares a runtime's free-running outputs `ours` with the reference's (`reference`, a debug
+/// run of the torch model) and, when given, its `forced` run.
 pub fn compare(
     name: &str,
     ours: &TensorMap,
     reference: &TensorMap,
-    injected: Option<&TensorMap>,
+    forced: Option<ForcedRun<'_>>,
 ) -> CaseReport {
     // Reference scores of each stage.
     let fg = reference.get("fg_logits").map(f64s);
@@ -616,12 +659,12 @@ pub fn compare(
         .cloned();
     let first = first.as_ref();
     let cut = first.map_or(u32::MAX, |s| position(&s.stage));
-    let first_divergence = first.map(|s| {
+    let first_divergence = first.map(|s| s.stage.clone());
+    let divergence_note = first.map(|s| {
         format!(
-            "{}: {} ({})",
-            s.stage,
+            "{} ({})",
             if s.status == Status::Explained {
-                "explained near-tie difference"
+                "near-tie difference"
             } else {
                 "UNEXPLAINED difference"
             },
@@ -647,12 +690,7 @@ pub fn compare(
     for (k, a) in ours {
         // Selections are judged above; `enc_oesm_subidx_l` are positions in a selection's order,
         // judged through `enc_oesm_token_idx_l`.
-        if k == "images"
-            || k == "topk_proposals"
-            || k.starts_with("enc_topk_idx_")
-            || k.starts_with("enc_oesm_token_idx_")
-            || k.starts_with("enc_oesm_subidx_")
-        {
+        if k == "images" || is_selection_output(k) {
             continue;
         }
         let Some(r) = reference.get(k) else { continue };
@@ -685,33 +723,20 @@ pub fn compare(
         )
     };
 
-    let (with_reference_proposals, detections_with_reference_proposals) = match injected {
-        Some(inj) => {
-            let mut v: Vec<TensorReport> = inj
-                .iter()
-                .filter(|(k, _)| position(k) > 1001 && k.as_str() != "images")
-                .filter_map(|(k, a)| reference.get(k).map(|r| final_list_report(k, a, r)))
-                .collect();
-            v.sort_by_key(|t| t.name.clone());
-            // The injected order makes the decoder comparable only if the encoder agreed: after
-            // an (explained) divergence inside the encoder, the memory itself differs.
-            let judged = cut >= position("topk_proposals");
-            if !judged {
-                let why = format!(
-                    "downstream of the encoder divergence at {}",
-                    first.map_or("", |f| f.stage.as_str())
-                );
-                for t in v.iter_mut().filter(|t| t.status == Status::Fail) {
-                    t.status = Status::Explained;
-                    t.note = Some(why.clone());
-                }
-                (Some(v), detection_report(inj, reference, false, Some(why)))
-            } else {
-                (Some(v), detection_report(inj, reference, true, None))
-            }
+    let matched_top100 = detections.as_ref().map(|d| d.matched);
+    let (forced_tensors, forced_detections) = match forced {
+        Some(run) => {
+            let (v, d) = judge_forced(run, reference, &selections);
+            (Some(v), d)
         }
         None => (None, None),
     };
+    let forced_within_budget = forced_tensors.as_ref().map(|v| {
+        v.iter().all(|t| t.status != Status::Fail)
+            && forced_detections
+                .as_ref()
+                .is_none_or(|d| d.status != Status::Fail)
+    });
 
     let mut report = CaseReport {
         name: name.into(),
@@ -719,8 +744,12 @@ pub fn compare(
         selections,
         detections,
         first_divergence,
-        with_reference_proposals,
-        detections_with_reference_proposals,
+        divergence_note,
+        matched_top100,
+        forced_selections: forced.map_or_else(Vec::new, |r| r.stages.to_vec()),
+        forced: forced_tensors,
+        forced_detections,
+        forced_within_budget,
         status: Status::Pass,
     };
     let failed = !report.failures().is_empty() || !first_explained;
@@ -731,6 +760,60 @@ pub fn compare(
         _ => Status::Pass,
     };
     report
+}
+
+/// Judges a forced run against the reference: the forced selections must be the reference's
+/// exactly, and every other output is held to its full budget. Only where the free run diverged
+/// at a stage the model could not be forced to (an export with fewer selection inputs) are the
+/// tensors after it downstream, and explained.
+fn judge_forced(
+    run: ForcedRun<'_>,
+    reference: &TensorMap,
+    free: &[SelectionReport],
+) -> (Vec<TensorReport>, Option<DetectionReport>) {
+    let unforced = free
+        .iter()
+        .filter(|s| s.status != Status::Pass && !run.stages.contains(&s.stage))
+        .min_by_key(|s| position(&s.stage));
+    let cut = unforced.map_or(u32::MAX, |s| position(&s.stage));
+    let why = unforced.map(|s| {
+        format!(
+            "downstream of the free-running divergence at {}, which this model cannot be forced to (export with --debug --selection-inputs)",
+            s.stage
+        )
+    });
+    let mut v = Vec::new();
+    for stage in run.stages {
+        if let (Some(a), Some(r)) = (run.outputs.get(stage), reference.get(stage)) {
+            let mut t = tensor_report(stage, a, r);
+            if t.status == Status::Fail {
+                t.note = Some("the model did not use the forced selection".into());
+            }
+            v.push(t);
+        }
+    }
+    for (k, a) in run.outputs {
+        if k == "images" || is_selection_output(k) {
+            continue;
+        }
+        let Some(r) = reference.get(k) else { continue };
+        let aligned = selection_layer(k).and_then(|l| {
+            let idx = format!("enc_topk_idx_{l}");
+            align_rows(a, run.outputs.get(&idx)?, reference.get(&idx)?)
+        });
+        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r);
+        if position(k) > cut && t.status == Status::Fail {
+            t.status = Status::Explained;
+            t.note.clone_from(&why);
+        }
+        v.push(t);
+    }
+    v.sort_by_key(|t| (position(&t.name), t.name.clone()));
+    let detections = match why {
+        None => detection_report_at(run.outputs, reference, true, None, MIN_MATCHED_FORCED),
+        Some(w) => detection_report_at(run.outputs, reference, false, Some(w), MIN_MATCHED_FORCED),
+    };
+    (v, detections)
 }
 
 /// The named tolerances, for reports.
@@ -754,58 +837,66 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-/// A human-readable block for one input: a verdict line, then (all with `verbose`, else only
-/// what is not plainly ok) the tensors, selections and detections.
-pub fn render(r: &CaseReport, verbose: bool) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let worst = r
-        .tensors
-        .iter()
-        .filter(|t| t.status == Status::Pass && t.tolerance.is_some())
+/// The tensor closest to its budget (largest max|Δ| / budget) among judged ones.
+fn closest_to_budget(v: &[TensorReport]) -> Option<&TensorReport> {
+    v.iter()
+        .filter(|t| t.status != Status::Explained && t.tolerance.is_some())
         .max_by(|a, b| {
             (a.max_abs / a.tolerance.unwrap_or(1.0))
                 .total_cmp(&(b.max_abs / b.tolerance.unwrap_or(1.0)))
-        });
-    let _ = writeln!(
-        o,
-        "{} [{}]{}",
-        r.name,
-        status_word(r.status),
-        worst.map_or_else(String::new, |t| format!(
-            "  closest to its budget: {} max|Δ| {:.2e} of {:.0e}",
-            t.name,
-            t.max_abs,
-            t.tolerance.unwrap_or(0.0)
-        ))
-    );
-    let show = |s: Status| verbose || s != Status::Pass;
-    let tensors: Vec<&TensorReport> = r.tensors.iter().filter(|t| show(t.status)).collect();
-    if !tensors.is_empty() {
-        let _ = writeln!(
-            o,
-            "  {:<26} {:>10} {:>10} {:>10} {:>10} {:>8}  status",
-            "tensor", "max|Δ|", "mean|Δ|", "max rel", "mean rel", "budget"
-        );
-        for t in tensors {
-            let _ = writeln!(
-                o,
-                "  {:<26} {:>10.2e} {:>10.2e} {:>10.2e} {:>10.2e} {:>8}  {}{}",
-                t.name,
-                t.max_abs,
-                t.mean_abs,
-                t.max_rel,
-                t.mean_rel,
-                t.tolerance
-                    .map_or_else(|| "exact".into(), |v| format!("{v:.0e}")),
-                status_word(t.status),
-                t.note
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
-            );
+        })
+}
+
+/// The one-line summary of an image: forced ok/FAIL (the tensor closest to its budget),
+/// free-running identical or diverged at a stage (gap), top-100 matched.
+pub fn lead_line(r: &CaseReport) -> String {
+    let forced = match (&r.forced, r.forced_within_budget) {
+        (Some(v), Some(ok)) => {
+            let worst = closest_to_budget(v).map_or_else(String::new, |t| {
+                format!(
+                    " ({} max|Δ| {:.2e} of {:.0e})",
+                    t.name,
+                    t.max_abs,
+                    t.tolerance.unwrap_or(0.0)
+                )
+            });
+            format!("forced {}{worst}", if ok { "ok" } else { "FAIL" })
         }
-    }
+        _ => "forced: not run (export with --debug --selection-inputs)".into(),
+    };
+    let free = match &r.first_divergence {
+        None => "free-running identical".to_string(),
+        Some(stage) => {
+            let sel = r.selections.iter().find(|s| &s.stage == stage);
+            let gap = sel
+                .and_then(|s| s.max_gap)
+                .map_or_else(String::new, |g| format!(", gap {g:.1e}"));
+            let bad = sel.is_some_and(|s| s.status == Status::Fail);
+            format!(
+                "free-running diverged at {stage} ({}{gap})",
+                if bad { "NOT a near-tie" } else { "near-tie" }
+            )
+        }
+    };
+    let matched = r.detections.as_ref().map_or_else(
+        || "no detections to match".to_string(),
+        |d| format!("top-{TOP_DETECTIONS} matched {}/{}", d.matched, d.compared),
+    );
+    format!(
+        "{} [{}]: {forced} · {free} · {matched}",
+        r.name,
+        status_word(r.status)
+    )
+}
+
+/// A human-readable block for one input: the lead line, then (all with `verbose`, else only
+/// what is not plainly ok) the tensors, selections and detections of both passes.
+pub fn render(r: &CaseReport, verbose: bool) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", lead_line(r));
+    let show = |s: Status| verbose || s != Status::Pass;
+    let _ = write!(o, "{}", tensor_table(&r.tensors, &show, "free running"));
     let agree = r
         .selections
         .iter()
@@ -832,8 +923,8 @@ pub fn render(r: &CaseReport, verbose: bool) -> String {
             let _ = writeln!(o, "      {n}");
         }
     }
-    if let Some(f) = &r.first_divergence {
-        let _ = writeln!(o, "  first divergence: {f}");
+    if let (Some(f), Some(n)) = (&r.first_divergence, &r.divergence_note) {
+        let _ = writeln!(o, "  first divergence: {f}: {n}");
     }
     if let Some(d) = &r.detections {
         let _ = writeln!(
@@ -848,36 +939,65 @@ pub fn render(r: &CaseReport, verbose: bool) -> String {
                 .unwrap_or_default()
         );
     }
-    if let Some(v) = &r.with_reference_proposals {
-        let worst = v.iter().max_by(|a, b| a.max_abs.total_cmp(&b.max_abs));
-        let bad: Vec<&str> = v
-            .iter()
-            .filter(|t| t.status == Status::Fail)
-            .map(|t| t.name.as_str())
-            .collect();
+    if let Some(v) = &r.forced {
         let _ = writeln!(
             o,
-            "  with the reference's proposal order: {} decoder output(s) {}{}",
-            v.len(),
-            if bad.is_empty() {
-                "within budget".to_string()
+            "  forced ({} selection(s) from the reference): {}",
+            r.forced_selections.len(),
+            if r.forced_within_budget == Some(true) {
+                "every tensor within its budget"
             } else {
-                format!("OVER budget: {}", bad.join(", "))
-            },
-            worst.map_or_else(String::new, |t| format!(
-                " (largest max|Δ| {:.2e} in {})",
-                t.max_abs, t.name
-            ))
+                "OVER budget"
+            }
         );
-        if let Some(d) = &r.detections_with_reference_proposals {
+        let _ = write!(o, "{}", tensor_table(v, &show, "forced"));
+        if let Some(d) = &r.forced_detections {
             let _ = writeln!(
                 o,
-                "    detections: {}/{} matched [{}]",
+                "    detections: {}/{} matched [{}]{}",
                 d.matched,
                 d.compared,
-                status_word(d.status)
+                status_word(d.status),
+                d.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
             );
         }
+    }
+    o
+}
+
+/// The rows of `v` that `show` keeps, as a table.
+fn tensor_table(v: &[TensorReport], show: &dyn Fn(Status) -> bool, pass: &str) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let tensors: Vec<&TensorReport> = v.iter().filter(|t| show(t.status)).collect();
+    if tensors.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "  {:<26} {:>10} {:>10} {:>10} {:>10} {:>8}  status ({pass})",
+        "tensor", "max|Δ|", "mean|Δ|", "max rel", "mean rel", "budget"
+    );
+    for t in tensors {
+        let _ = writeln!(
+            o,
+            "  {:<26} {:>10.2e} {:>10.2e} {:>10.2e} {:>10.2e} {:>8}  {}{}",
+            t.name,
+            t.max_abs,
+            t.mean_abs,
+            t.max_rel,
+            t.mean_rel,
+            t.tolerance
+                .map_or_else(|| "exact".into(), |v| format!("{v:.0e}")),
+            status_word(t.status),
+            t.note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
     }
     o
 }
@@ -947,23 +1067,57 @@ mod tests {
     }
 
     #[test]
-    fn an_encoder_near_tie_makes_the_injected_decoder_run_downstream_too() {
+    fn a_forced_run_is_judged_at_full_budget_whatever_the_free_run_did() {
         let mut reference = TensorMap::new();
         reference.insert("fg_logits".into(), f(vec![1, 3], vec![0.5, 0.5, 0.1]));
         reference.insert("enc_topk_idx_0".into(), i(vec![1, 1], vec![0]));
         reference.insert("pred_logits".into(), f(vec![1, 1], vec![1.0]));
         let mut ours = TensorMap::new();
         ours.insert("enc_topk_idx_0".into(), i(vec![1, 1], vec![1])); // the tied token
-        let mut injected = TensorMap::new();
-        injected.insert("pred_logits".into(), f(vec![1, 1], vec![2.0]));
-        let rep = compare("t", &ours, &reference, Some(&injected));
+        let mut forced = TensorMap::new();
+        forced.insert("enc_topk_idx_0".into(), i(vec![1, 1], vec![0]));
+        forced.insert("pred_logits".into(), f(vec![1, 1], vec![1.0 + 5e-5]));
+        let all = ["enc_topk_idx_0".to_string(), "topk_proposals".to_string()];
+        let run = |o: &TensorMap, stages: &[String]| {
+            compare(
+                "t",
+                &ours,
+                &reference,
+                Some(ForcedRun { outputs: o, stages }),
+            )
+        };
+        // Free run diverged at a near-tie; forced run within budget.
+        let rep = run(&forced, &all);
         assert_eq!(rep.status, Status::Explained, "{:?}", rep.failures());
-        let inj = rep.with_reference_proposals.unwrap();
-        assert_eq!(inj[0].status, Status::Explained);
-        // Without the encoder divergence the same decoder difference fails.
-        ours.insert("enc_topk_idx_0".into(), i(vec![1, 1], vec![0]));
-        let rep = compare("t", &ours, &reference, Some(&injected));
+        assert_eq!(rep.forced_within_budget, Some(true));
+        assert_eq!(rep.first_divergence.as_deref(), Some("enc_topk_idx_0"));
+        assert!(lead_line(&rep).contains("forced ok"), "{}", lead_line(&rep));
+        assert!(
+            lead_line(&rep).contains("diverged at enc_topk_idx_0 (near-tie, gap 0.0e0)"),
+            "{}",
+            lead_line(&rep)
+        );
+        // Over budget in the forced run: a failure, not explained by the free run's tie.
+        forced.insert("pred_logits".into(), f(vec![1, 1], vec![2.0]));
+        let rep = run(&forced, &all);
         assert_eq!(rep.status, Status::Fail);
+        assert_eq!(rep.forced_within_budget, Some(false));
+        assert!(
+            lead_line(&rep).contains("forced FAIL"),
+            "{}",
+            lead_line(&rep)
+        );
+        // A forced selection the model did not use fails.
+        forced.insert("pred_logits".into(), f(vec![1, 1], vec![1.0]));
+        forced.insert("enc_topk_idx_0".into(), i(vec![1, 1], vec![1]));
+        assert_eq!(run(&forced, &all).status, Status::Fail);
+        // A model that can only be forced to the proposals: downstream of the encoder
+        // divergence, explained.
+        forced.remove("enc_topk_idx_0");
+        forced.insert("pred_logits".into(), f(vec![1, 1], vec![2.0]));
+        let only = ["topk_proposals".to_string()];
+        let rep = run(&forced, &only);
+        assert_eq!(rep.status, Status::Explained, "{:?}", rep.failures());
     }
 
     #[test]

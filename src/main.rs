@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use focus_export::doctor;
 use focus_export::runtimes::{Runtime, RuntimeError};
+use focus_models::model::selections::Forcible;
 use focus_models::schema::shape_to_string;
 use focus_models::{synth, weights, FocusDetrConfig, WeightSchema, Weights};
 
@@ -57,9 +58,15 @@ struct ExportArgs {
     /// Add the intermediate tensors as outputs (names as in the goldens).
     #[arg(long)]
     debug: bool,
-    /// Debugging: add an input `topk_proposals_in` that replaces the two-stage selection.
+    /// Debugging: add an input `topk_proposals_in` that replaces the two-stage selection (a
+    /// subset of --selection-inputs).
     #[arg(long)]
     proposals_input: bool,
+    /// Debugging: add an input `<name>_in` for each of the 13 selections (enc_topk_idx_l,
+    /// enc_oesm_token_idx_l, topk_proposals; int64 token indices, rows of −1 keep the model's
+    /// own) so that `run --force-selections` and `check` can force them.
+    #[arg(long)]
+    selection_inputs: bool,
     /// Add an input `orig_sizes` (int64 [batch, 2], height and width) that `boxes_xyxy` are
     /// scaled to.
     #[arg(long)]
@@ -260,7 +267,7 @@ impl RuntimeArgs {
 #[derive(Clone, Copy, Default)]
 struct ModelFlags {
     debug: bool,
-    override_proposals: bool,
+    force: Forcible,
     clamp_object_tokens: bool,
 }
 
@@ -282,9 +289,15 @@ struct RunArgs {
     /// with --debug).
     #[arg(long)]
     debug: bool,
-    /// Use `topk_proposals` from the input file in place of the two-stage selection (debugging).
+    /// Use `topk_proposals` from the input file in place of the two-stage selection (debugging;
+    /// torch only, a subset of --force-selections).
     #[arg(long)]
     override_proposals: bool,
+    /// Force the selections this file holds (a golden case or a `--debug` output:
+    /// enc_topk_idx_l, enc_oesm_token_idx_l, topk_proposals) instead of the model's own; an
+    /// exported model needs `--debug --selection-inputs`.
+    #[arg(long, value_name = "F.safetensors")]
+    force_selections: Option<PathBuf>,
     /// Deviation from the official model: run inputs with too few tokens for 300 object tokens
     /// per encoder layer, using fewer object tokens.
     #[arg(long)]
@@ -373,13 +386,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => {
-            let inputs = focus_export::tensors::read_tensors(&args.input)?;
+            let mut inputs = focus_export::tensors::read_tensors(&args.input)?;
+            let force = match (&args.force_selections, args.override_proposals) {
+                (Some(_), _) => Forcible::All,
+                (None, true) => Forcible::Proposals,
+                (None, false) => Forcible::None,
+            };
             let flags = ModelFlags {
                 debug: args.debug,
-                override_proposals: args.override_proposals,
+                force,
                 clamp_object_tokens: args.clamp_object_tokens,
             };
             let mut rt = make_runtime(args.runtime, &args.rt, flags)?;
+            if let Some(f) = &args.force_selections {
+                let forced = focus_export::tensors::read_tensors(f)?;
+                let model_inputs = rt.inputs();
+                let takes = |name: &str| {
+                    matches!(args.runtime, RuntimeKind::Torch)
+                        || model_inputs.contains(&focus_exporters::export::selection_input(name))
+                };
+                let names =
+                    focus_export::runtimes::add_forced_selections(&mut inputs, &forced, &takes)
+                        .map_err(|e| anyhow::anyhow!("--force-selections {}: {e}", f.display()))?;
+                println!("forcing {} selection(s): {}", names.len(), names.join(", "));
+            }
             let start = Instant::now();
             let out = rt
                 .run(&inputs)
@@ -631,7 +661,7 @@ fn torch_runtime(
     }
     let opts = TorchOptions {
         debug: flags.debug,
-        override_proposals: flags.override_proposals,
+        force: flags.force,
         clamp_object_tokens: flags.clamp_object_tokens,
     };
     Ok(Box::new(TorchRuntime::new(cfg, &w, device, opts)?))
@@ -665,7 +695,11 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         postprocess: !args.no_postprocess,
         debug: args.debug,
         weights_sha256: sha,
-        proposals_input: args.proposals_input,
+        selection_inputs: match (args.selection_inputs, args.proposals_input) {
+            (true, _) => Forcible::All,
+            (false, true) => Forcible::Proposals,
+            (false, false) => Forcible::None,
+        },
         orig_sizes: args.orig_sizes,
         static_shape: args.static_shape,
         forms: {
@@ -961,10 +995,18 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     };
     let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
     let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
-    let takes_proposals = rt
+    // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
+    let forcible: Vec<String> = rt
         .inputs()
         .iter()
-        .any(|n| n == focus_exporters::export::PROPOSALS_INPUT);
+        .filter_map(|n| {
+            let base = n.strip_suffix(focus_exporters::export::SELECTION_INPUT_SUFFIX)?;
+            focus_models::model::selections::is_selection_name(base).then(|| base.to_string())
+        })
+        .collect();
+    let fully_forced = focus_models::model::selections::names(&cfg)
+        .iter()
+        .all(|n| forcible.contains(n));
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
@@ -989,16 +1031,23 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             }
         }
         let ours = rt.run(&own).with_context(|| ctx(&rt.name()))?;
-        let injected = if takes_proposals {
+        // Forced: the reference's selections fed to the model at every stage it takes.
+        let forced = if forcible.is_empty() {
+            None
+        } else {
             let mut feed = own.clone();
-            if let Some(p) = want.get("topk_proposals") {
-                feed.insert("topk_proposals".into(), p.clone());
+            for stage in &forcible {
+                if let Some(t) = want.get(stage) {
+                    feed.insert(focus_exporters::export::selection_input(stage), t.clone());
+                }
             }
             Some(rt.run(&feed).with_context(|| ctx(&rt.name()))?)
-        } else {
-            None
         };
-        let mut rep = compare(&item.name, &ours, &want, injected.as_ref());
+        let forced_run = forced.as_ref().map(|o| focus_export::check::ForcedRun {
+            outputs: o,
+            stages: &forcible,
+        });
+        let mut rep = compare(&item.name, &ours, &want, forced_run);
         rep.name = format!("{} ({} annotation(s))", item.name, item.annotations);
         if item.annotations == 0 {
             rep.name = item.name.clone();
@@ -1014,17 +1063,27 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         count(Status::Explained),
         count(Status::Fail),
     );
+    let forced_ok = reports
+        .iter()
+        .filter(|r| r.forced_within_budget == Some(true))
+        .count();
+    let free_identical = reports
+        .iter()
+        .filter(|r| r.first_divergence.is_none())
+        .count();
     println!(
         "{} vs {} on {} input(s): {pass} identical within tolerance, {explained} with explained \
-         near-tie divergences, {fail} failed{}",
+         near-tie divergences, {fail} failed; forced ok {forced_ok}/{n}, free-running identical \
+         {free_identical}/{n}{}",
         rt.name(),
         reference.name(),
         reports.len(),
-        if takes_proposals {
+        if fully_forced {
             ""
         } else {
-            " (export with --debug --proposals-input for a full diagnosis)"
-        }
+            " (export with --debug --selection-inputs to force every selection)"
+        },
+        n = reports.len(),
     );
     if let Some(path) = &args.report {
         let doc = serde_json::json!({
@@ -1033,6 +1092,9 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             "reference": reference.name(),
             "tolerances": focus_export::check::tolerances_json(),
             "passed": fail == 0,
+            "images": reports.len(),
+            "forced_ok": forced_ok,
+            "free_identical": free_identical,
             "cases": reports,
         });
         weights::write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())

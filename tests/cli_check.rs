@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::golden::{self, injected_model};
+use common::golden::{self, forced_model};
 
 fn tmp(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
@@ -29,7 +29,7 @@ fn check_cmd(runtime: &str, model: &Path) -> std::process::Command {
 #[test]
 fn check_passes_on_the_golden_inputs_with_ort() {
     let json = tmp("check_golden.json");
-    let mut cmd = check_cmd("ort", injected_model());
+    let mut cmd = check_cmd("ort", forced_model());
     for case in golden::CASES {
         cmd.arg("--input")
             .arg(common::golden(&format!("{case}.safetensors")));
@@ -40,16 +40,16 @@ fn check_passes_on_the_golden_inputs_with_ort() {
     assert!(ok, "check failed:\n{stdout}\n{stderr}");
     let r = report(&json);
     assert_eq!(r["passed"], true);
+    assert_eq!(r["images"], 4);
+    assert_eq!(r["forced_ok"], 4);
     let cases = r["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4);
     for c in cases {
         assert_ne!(c["status"], "fail", "{c}");
-        // The decoder is verified with the reference's proposal order on every input.
-        assert_eq!(
-            c["detections_with_reference_proposals"]["status"], "pass",
-            "{}",
-            c["name"]
-        );
+        // Forced to the reference's selections, every tensor is within its budget.
+        assert_eq!(c["forced_within_budget"], true, "{}", c["name"]);
+        assert_eq!(c["forced_detections"]["status"], "pass", "{}", c["name"]);
+        assert_eq!(c["forced_selections"].as_array().unwrap().len(), 13);
         assert!(c["selections"].as_array().unwrap().len() >= 13);
     }
 }
@@ -63,7 +63,7 @@ fn check_passes_on_the_coco_subset_of_real_photos() {
         "{} missing: run scripts/setup-env.sh",
         photos.display()
     );
-    let mut cmd = check_cmd("ort", injected_model());
+    let mut cmd = check_cmd("ort", forced_model());
     cmd.arg("--coco-ann")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco_subset/annotations.json"))
         .arg("--coco-images")
@@ -90,7 +90,7 @@ fn check_passes_on_the_coco_subset_of_real_photos() {
 
 #[test]
 fn check_runs_tract_too() {
-    let mut cmd = check_cmd("tract", injected_model());
+    let mut cmd = check_cmd("tract", forced_model());
     cmd.arg("--input")
         .arg(common::golden("astronaut_384x384.safetensors"));
     let (ok, stdout, stderr) = common::output(cmd);

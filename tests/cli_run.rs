@@ -111,3 +111,67 @@ fn bad_inputs_are_named_and_nothing_is_written() {
     assert!(!ok && e.contains("absent.safetensors"), "{e}");
     assert!(!out.exists(), "an output file was written for a failed run");
 }
+
+#[test]
+fn force_selections_reproduces_the_golden_selections_and_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = weights(dir.path());
+    // chelsea: the free-running proposal order differs from the golden's at near-ties here.
+    let case = common::golden("chelsea_448x640.safetensors");
+    let golden = read_tensors(&case).unwrap();
+    let out = dir.path().join("out.safetensors");
+    let run = |force: &std::path::Path| {
+        let mut cmd = common::cli();
+        cmd.args(["run", "--runtime", "torch", "--threads", "2", "--debug"])
+            .arg("--weights")
+            .arg(&w)
+            .arg("--input")
+            .arg(&case)
+            .arg("--output")
+            .arg(&out)
+            .arg("--force-selections")
+            .arg(force);
+        common::output(cmd)
+    };
+    let (ok, stdout, stderr) = run(&case);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("forcing 13 selection(s)"), "{stdout}");
+    let o = read_tensors(&out).unwrap();
+    for l in 0..6 {
+        for n in [
+            format!("enc_topk_idx_{l}"),
+            format!("enc_oesm_token_idx_{l}"),
+        ] {
+            assert_eq!(o[&n].as_i64(), golden[&n].as_i64(), "{n}");
+        }
+    }
+    assert_eq!(
+        o["topk_proposals"].as_i64(),
+        golden["topk_proposals"].as_i64()
+    );
+    assert!(max_abs(&o["pred_boxes"], &golden["pred_boxes"]) <= TOL_BOXES);
+
+    // A file without selections is refused, naming it, and nothing is written.
+    std::fs::remove_file(&out).unwrap();
+    let mut m = TensorMap::new();
+    m.insert("images".into(), golden["images"].clone());
+    let bare = dir.path().join("bare.safetensors");
+    write_tensors(&bare, &m).unwrap();
+    let (ok, _, e) = run(&bare);
+    assert!(
+        !ok && e.contains("bare.safetensors") && e.contains("holds no selection"),
+        "{e}"
+    );
+    // A selection of the wrong size is named.
+    m.insert(
+        "topk_proposals".into(),
+        HostTensor::i64(vec![1, 3], vec![0, 1, 2]),
+    );
+    write_tensors(&bare, &m).unwrap();
+    let (ok, _, e) = run(&bare);
+    assert!(
+        !ok && e.contains("topk_proposals") && e.contains("[1, 900]"),
+        "{e}"
+    );
+    assert!(!out.exists(), "an output file was written for a failed run");
+}

@@ -27,7 +27,7 @@ fn models(
     cell.get_or_init(|| {
         let f: Vec<&str> = flags.iter().copied().chain(["--debug"]).collect();
         let a = golden::export_model(&f, &format!("{tag}.onnx"));
-        let f2: Vec<&str> = f.iter().copied().chain(["--proposals-input"]).collect();
+        let f2: Vec<&str> = f.iter().copied().chain(["--selection-inputs"]).collect();
         let b = golden::export_model(&f2, &format!("{tag}_inj.onnx"));
         (a, b)
     })

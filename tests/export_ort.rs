@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::golden::{self, debug_model, injected_model};
+use common::golden::{self, debug_model, forced_model};
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
 use focus_export::runtimes::Runtime as _;
 
@@ -24,7 +24,7 @@ fn ort(model: &Path) -> OrtRuntime {
 }
 
 fn check(name: &str) {
-    let (mut a, mut b) = (ort(debug_model()), ort(injected_model()));
+    let (mut a, mut b) = (ort(debug_model()), ort(forced_model()));
     golden::check_runtimes("ONNX Runtime CPU", name, &mut a, &mut b);
 }
 
@@ -85,7 +85,7 @@ fn static_shape_and_orig_sizes() {
     let st = ["--debug", "--static-shape", "1x384x384"];
     let fixed = golden::export_model(&st, "static.onnx");
     let fixed_inj = golden::export_model(
-        &[&st[..], &["--proposals-input"]].concat(),
+        &[&st[..], &["--selection-inputs"]].concat(),
         "static_inj.onnx",
     );
     let out = golden::run_case(&mut ort(&fixed), &g, false);
@@ -153,4 +153,42 @@ fn inputs_below_the_minimum_get_a_clear_error_from_the_runtime() {
         err.contains("too small") && err.contains("377×377"),
         "{err}"
     );
+}
+
+#[test]
+fn run_forces_selections_on_a_diagnostic_export_and_a_plain_one_says_how() {
+    let case = common::golden("chelsea_448x640.safetensors");
+    let g = golden::load_case("chelsea_448x640");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let run = |model: &Path| {
+        let mut cmd = common::cli();
+        cmd.args(["run", "--runtime", "ort", "--threads", "2", "--model"])
+            .arg(model)
+            .arg("--input")
+            .arg(&case)
+            .arg("--output")
+            .arg(&out)
+            .arg("--force-selections")
+            .arg(&case);
+        common::output(cmd)
+    };
+    let (ok, stdout, stderr) = run(forced_model());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("forcing 13 selection(s)"), "{stdout}");
+    let o = focus_export::tensors::read_tensors(&out).unwrap();
+    assert_eq!(o["topk_proposals"].as_i64(), g["topk_proposals"].as_i64());
+    assert_eq!(
+        o["enc_oesm_token_idx_3"].as_i64(),
+        g["enc_oesm_token_idx_3"].as_i64()
+    );
+    let d = golden::max_abs(&o["pred_boxes"], &g["pred_boxes"]);
+    assert!(d <= golden::TOL_BOXES, "pred_boxes max|Δ| {d}");
+    std::fs::remove_file(&out).unwrap();
+    let (ok, _, e) = run(debug_model());
+    assert!(
+        !ok && e.contains("--selection-inputs") && e.contains("enc_topk_idx_0"),
+        "{e}"
+    );
+    assert!(!out.exists());
 }

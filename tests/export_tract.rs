@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::golden::{self, debug_model, injected_model};
+use common::golden::{self, debug_model, forced_model};
 use focus_export::runtimes::tract::TractRuntime;
 
 fn check(name: &str) {
     let (mut a, mut b) = (
         TractRuntime::new(debug_model()).unwrap(),
-        TractRuntime::new(injected_model()).unwrap(),
+        TractRuntime::new(forced_model()).unwrap(),
     );
     golden::check_runtimes("tract", name, &mut a, &mut b);
 }

@@ -151,30 +151,42 @@ fn sets(idx: &[i64], rows: usize) -> Vec<Vec<i64>> {
 }
 
 fn topk_case(name: &str, scores: Vec<f32>, rows: usize, n: usize, k: usize) {
-    // Expected: the k largest, ties at the cut-off broken by lower index (all our forms, and
-    // ONNX TopK, do this).
+    // Expected: the k largest in descending order, exact ties broken by the lower index (the
+    // project's one tie rule: every form, every runtime and the torch reference).
     let want: Vec<i64> = (0..rows)
         .flat_map(|r| {
             let row = &scores[r * n..(r + 1) * n];
             let mut o: Vec<usize> = (0..n).collect();
-            o.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            o.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
             o[..k].iter().map(|&i| i as i64).collect::<Vec<_>>()
         })
         .collect();
     let want_sets = sets(&want, rows);
-    // torch.topk: the same set except, at most, which of the tokens tied at the cut-off.
-    let (_, ti) = tch::Tensor::from_slice(&scores)
-        .reshape([rows as i64, n as i64])
-        .topk(k as i64, -1, true, true);
+    // The torch backend (the reference) follows the same tie rule, order included.
+    let backend = TorchBackend::without_params(tch::Device::Cpu);
+    let x = torch(&HostTensor::f32(vec![rows, n], scores.clone()));
+    let (_, ti) = backend.topk(&x, &(k as i64)).unwrap();
     let ti = Vec::<i64>::try_from(ti.flatten(0, -1)).unwrap();
-    for (r, (a, b)) in sets(&ti, rows).iter().zip(&want_sets).enumerate() {
-        let cut = scores[r * n + *want[r * k..(r + 1) * k].last().unwrap() as usize];
-        for t in a.iter().filter(|t| !b.contains(t)) {
-            assert_eq!(
-                scores[r * n + *t as usize],
-                cut,
-                "{name}: torch picked a non-tied token"
-            );
+    assert_eq!(ti, want, "{name}: the torch backend's order");
+    // Object tokens forced by token index find their positions in a selection.
+    let m = k + 2; // each row's tokens reversed, then one absent (−1) and one not selected (n)
+    let needles: Vec<i64> = ti
+        .chunks(k)
+        .flat_map(|row| row.iter().rev().copied().chain([-1, n as i64]))
+        .collect();
+    let hay = torch(&HostTensor::i64(vec![rows, k], ti.clone()));
+    let pos = backend
+        .index_positions(
+            &hay,
+            &torch(&HostTensor::i64(vec![rows, m], needles.clone())),
+        )
+        .unwrap();
+    let pos = Vec::<i64>::try_from(pos.flatten(0, -1)).unwrap();
+    for (r, (p, t)) in pos.chunks(m).zip(needles.chunks(m)).enumerate() {
+        for (&p, &t) in p.iter().zip(t) {
+            let row = &ti[r * k..(r + 1) * k];
+            let want = row.iter().position(|&x| x == t).map_or(-1, |i| i as i64);
+            assert_eq!(p, want, "{name}: position of token {t} in row {r}");
         }
     }
 

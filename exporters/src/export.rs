@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use focus_models::model::{FocusDetr, ForwardOptions};
+use focus_models::model::{selections, FocusDetr, ForwardOptions};
 use focus_models::postprocess::COCO_NAMES;
 use focus_models::{FocusDetrConfig, Weights};
 
@@ -15,6 +15,21 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 16..=20;
 /// Name of the debug input that replaces the two-stage selection (distinct from the debug
 /// output `topk_proposals`, which reports the selection used).
 pub const PROPOSALS_INPUT: &str = "topk_proposals_in";
+/// Suffix of a selection-override input's name: `enc_topk_idx_0_in` forces `enc_topk_idx_0`.
+pub const SELECTION_INPUT_SUFFIX: &str = "_in";
+
+/// The model input that forces selection `name` (see `focus_models::model::selections`).
+pub fn selection_input(name: &str) -> String {
+    format!("{name}{SELECTION_INPUT_SUFFIX}")
+}
+
+/// The selection an input forces, if it is a selection-override input of `cfg`.
+pub fn forced_selection<'a>(cfg: &FocusDetrConfig, input: &'a str) -> Option<&'a str> {
+    input
+        .strip_suffix(SELECTION_INPUT_SUFFIX)
+        .filter(|n| selections::is_selection(cfg, n))
+}
+
 /// Name of the optional input with each image's original (height, width), int64 [batch, 2]:
 /// `boxes_xyxy` are then scaled to it instead of the input size.
 pub const ORIG_SIZES_INPUT: &str = "orig_sizes";
@@ -50,9 +65,9 @@ pub struct ExportOptions {
     pub debug: bool,
     /// Hex sha256 of the weights file, recorded in the metadata.
     pub weights_sha256: String,
-    /// Debugging: add an input [`PROPOSALS_INPUT`] (int64 [batch, num_queries]) that replaces the
-    /// two-stage selection, so decoders can be compared with a reference's proposal order.
-    pub proposals_input: bool,
+    /// Debugging: inputs (int64 token indices, rows of −1 keep the model's own) that force
+    /// selections, so a run can be compared exactly with a reference's selections.
+    pub selection_inputs: selections::Forcible,
     /// Add the input [`ORIG_SIZES_INPUT`] (int64 [batch, 2], original height and width) that
     /// `boxes_xyxy` are scaled to.
     pub orig_sizes: bool,
@@ -222,16 +237,35 @@ pub fn export(
         .collect();
     let batch_decl = image_decl[0].clone();
     t.g.borrow_mut().input("images", Elem::F32, &image_decl);
-    let proposals = opts.proposals_input.then(|| {
-        let q = cfg.heads.num_queries as i64;
-        let decl = [batch_decl.clone(), DeclDim::Fixed(q)];
-        t.g.borrow_mut().input(PROPOSALS_INPUT, Elem::I64, &decl);
-        t.input(
-            PROPOSALS_INPUT,
+    // Forcing inputs: [batch, len]; len is fixed for the object tokens and proposals, and for a
+    // static shape; otherwise it follows the image size (named `<selection>_len`).
+    let static_specs = st.map(|s| selections::specs(cfg, cfg.token_count(s.height, s.width)));
+    let mut force = BTreeMap::new();
+    let mut force_inputs = Vec::new();
+    for (i, name) in selections::names(cfg).into_iter().enumerate() {
+        if !opts.selection_inputs.includes(&name) {
+            continue;
+        }
+        let fixed_len = if name.starts_with("enc_topk_idx_") {
+            static_specs.as_ref().map(|s| s[i].len as i64)
+        } else {
+            Some(selections::specs(cfg, cfg.min_tokens())[i].len as i64)
+        };
+        let input = selection_input(&name);
+        let len_decl = match fixed_len {
+            Some(v) => DeclDim::Fixed(v),
+            None => DeclDim::Named(format!("{name}_len")),
+        };
+        let decl = [batch_decl.clone(), len_decl];
+        t.g.borrow_mut().input(&input, Elem::I64, &decl);
+        force_inputs.push((input.clone(), shape_text(&decl)));
+        let tv = t.input(
+            &input,
             Elem::I64,
-            vec![images.dims[0].clone(), Some(Dim::Const(q))],
-        )
-    });
+            vec![images.dims[0].clone(), fixed_len.map(Dim::Const)],
+        );
+        force.insert(name, tv);
+    }
     let orig_sizes = opts.orig_sizes.then(|| {
         let decl = [batch_decl.clone(), DeclDim::Fixed(2)];
         t.g.borrow_mut().input(ORIG_SIZES_INPUT, Elem::I64, &decl);
@@ -243,7 +277,7 @@ pub fn export(
     });
     let fo = ForwardOptions {
         debug: opts.debug,
-        topk_proposals: proposals,
+        force,
         orig_sizes,
         ..Default::default()
     };
@@ -318,12 +352,7 @@ pub fn export(
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
     let batch_text = shape_text(std::slice::from_ref(&batch_decl));
     let batch_text = batch_text.trim_matches(['[', ']']);
-    if opts.proposals_input {
-        inputs.push((
-            PROPOSALS_INPUT.into(),
-            format!("[{batch_text}, {}]", cfg.heads.num_queries),
-        ));
-    }
+    inputs.extend(force_inputs);
     if opts.orig_sizes {
         inputs.push((ORIG_SIZES_INPUT.into(), format!("[{batch_text}, 2]")));
     }

@@ -1050,6 +1050,23 @@ impl Backend for OnnxTracer<'_> {
             self.tv(outs[1].clone(), Elem::I64, dims),
         ))
     }
+    fn index_positions(&self, haystack: &TV, needles: &TV) -> Result<TV> {
+        // [B, k, 1] == [B, 1, m] → [B, k, m]; the 1-based rank of the match (0 where none) is a
+        // ReduceMax over k, in float32 (exact below 2^24 tokens), minus one.
+        let h = self.unsqueeze(haystack, 2)?;
+        let n = self.unsqueeze(needles, 1)?;
+        let eq = self.node1("Equal", &[&h.name, &n.name], &[]);
+        let eq = self.node1("Cast", &[&eq], &[("to", Attr::Int(1))]);
+        let k = self.dim(haystack, 1)?;
+        let ranks = self.add_scalar(&self.arange_f32(&k)?, 1.0)?; // [k]
+        let ranks = self.unsqueeze(&self.unsqueeze(&ranks, 0)?, 2)?; // [1, k, 1]
+        let w = self.node1("Mul", &[&eq, &ranks.name], &[]);
+        let best = self.axes_attr_or_input("ReduceMax", &w, &[1], 0); // [B, m]
+        let best = self.tv(best, Elem::F32, needles.dims.clone());
+        let pos = self.add_scalar(&best, -1.0)?;
+        let o = self.node1("Cast", &[&pos.name], &[("to", Attr::Int(7))]);
+        Ok(self.tv(o, Elem::I64, needles.dims.clone()))
+    }
     fn topk_set(&self, x: &TV, k: &Dim) -> Result<TV> {
         if self.forms.topk != TopkForm::Threshold || x.dims.len() != 2 {
             return self.topk(x, k).map(|(_, i)| i);

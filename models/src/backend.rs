@@ -237,13 +237,23 @@ pub trait Backend {
     fn expand(&self, x: &Self::Tensor, shape: &[Option<Self::Dim>]) -> Result<Self::Tensor>;
 
     // ---- selection ----
-    /// `torch.topk(x, k, dim=-1, largest=True, sorted=True)`: (values, int64 indices).
+    /// The k largest along the last axis: (values, int64 indices), ordered by descending
+    /// value with exact ties broken by the lower index (the project's one tie rule: ONNX
+    /// TopK's, and one of the orders `torch.topk` may return).
     fn topk(&self, x: &Self::Tensor, k: &Self::Dim) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// For each of `needles` [B, m] (int64), its position in the same row of `haystack`
+    /// [B, k] (int64, distinct values), or −1 where the row does not hold it.
+    fn index_positions(
+        &self,
+        haystack: &Self::Tensor,
+        needles: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
     /// Per element, `a` where it is ≥ 0, else `b` (int64 tensors of the same shape).
     fn select_nonneg(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// The indices of the k largest of each row where only the selected SET matters to the
-    /// caller (any order): backends may use a cheaper or more portable selection. By default
-    /// the sorted [`Backend::topk`].
+    /// caller (any order): backends may use a cheaper or more portable selection, with the
+    /// same set as [`Backend::topk`] (ties at the cut-off by the lower index). By default the
+    /// sorted [`Backend::topk`].
     fn topk_set(&self, x: &Self::Tensor, k: &Self::Dim) -> Result<Self::Tensor> {
         self.topk(x, k).map(|(_, i)| i)
     }

@@ -379,9 +379,30 @@ impl Backend for TorchBackend {
                 "top-k of {k} from only {n} values"
             )));
         }
-        x.f_topk(*k, -1, true, true)
+        // The project's tie rule (descending score, exact ties by the lower index): a stable
+        // descending sort keeps equal values in index order. `torch.topk` orders ties
+        // arbitrarily (and differently per CPU kernel), which ONNX TopK does not.
+        x.f_sort_stable(true, -1, true)
+            .and_then(|(v, i)| Ok((v.f_narrow(-1, 0, *k)?, i.f_narrow(-1, 0, *k)?)))
             .map(|(v, i)| (TT(v), TT(i)))
             .map_err(err("topk"))
+    }
+    fn index_positions(&self, haystack: &TT, needles: &TT) -> Result<TT> {
+        // [B, k, 1] == [B, 1, m] → [B, k, m]; the 1-based rank of the match, 0 where none.
+        let k = haystack.size().get(1).copied().unwrap_or(0);
+        (|| {
+            let eq = haystack
+                .f_unsqueeze(2)?
+                .f_eq_tensor(&needles.f_unsqueeze(1)?)?
+                .f_to_kind(Kind::Int64)?;
+            let ranks = Tensor::f_arange_start(1, k + 1, (Kind::Int64, self.device))?
+                .f_reshape([1, k, 1])?;
+            eq.f_mul(&ranks)?
+                .f_amax([1i64].as_slice(), false)?
+                .f_sub_scalar(1)
+        })()
+        .map(TT)
+        .map_err(err("index_positions"))
     }
     fn gather(&self, x: &TT, axis: usize, index: &TT) -> Result<TT> {
         x.f_gather(axis as i64, index, false)

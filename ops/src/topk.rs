@@ -1,10 +1,9 @@
 //! The CPU kernel of DynamicTopK ([`crate::decl::DYNAMIC_TOPK`]): per row, a selection
 //! (`select_nth_unstable`, O(N)) of the k largest, then a sort of those k only.
 //!
-//! Order returned: descending score, ties broken by ascending index (deterministic; ONNX TopK
-//! leaves tie order to the implementation). NaN counts as larger than every number, as
-//! `f32::total_cmp` orders positive NaN. Only the selected set matters to the model; the order is
-//! fixed so that runs and runtimes agree.
+//! Order returned: descending score, exact ties broken by the lower index (the project's one tie
+//! rule, ONNX TopK's documented one, so that every runtime and form selects the same tokens).
+//! −0.0 ties with +0.0; NaN counts as larger than every number.
 
 use std::cmp::Ordering;
 
@@ -13,11 +12,23 @@ use rayon::prelude::*;
 use crate::decl::DYNAMIC_TOPK;
 use crate::OpError;
 
+/// The score as ordered by the tie rule: −0.0 equals +0.0 (they tie, as in ONNX TopK's `==`),
+/// and every NaN is one value above +∞.
+fn key(v: f32) -> f32 {
+    if v.is_nan() {
+        f32::NAN.copysign(1.0)
+    } else if v == 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Descending score, then ascending index.
 fn rank(scores: &[f32]) -> impl Fn(&u32, &u32) -> Ordering + '_ {
     |&a, &b| {
-        scores[b as usize]
-            .total_cmp(&scores[a as usize])
+        key(scores[b as usize])
+            .total_cmp(&key(scores[a as usize]))
             .then(a.cmp(&b))
     }
 }
@@ -105,6 +116,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn signed_zeros_tie_and_nan_ranks_first() {
+        // −0.0 == +0.0: a tie, broken by the lower index (as ONNX TopK's `==` sees it).
+        let (_, i) = dynamic_topk(&[0.0, -0.0, 1.0, -0.0], 1, 4, 3).unwrap();
+        assert_eq!(i, vec![2, 0, 1]);
+        let (_, i) = dynamic_topk(&[-0.0, 0.0], 1, 2, 1).unwrap();
+        assert_eq!(i, vec![0]);
+        let (_, i) = dynamic_topk(&[1.0, f32::NAN, f32::INFINITY], 1, 3, 2).unwrap();
+        assert_eq!(i, vec![1, 2]);
     }
 
     #[test]

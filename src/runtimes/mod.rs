@@ -43,8 +43,8 @@ pub trait Runtime {
     /// outputs (`pred_logits`, `pred_boxes`, `scores`, `labels`, `boxes_xyxy`, and the debug
     /// intermediates when enabled).
     fn run(&mut self, inputs: &TensorMap) -> Result<TensorMap, RuntimeError>;
-    /// The model's input names (exported models; the torch reference takes `images` and, with
-    /// the proposal override, `topk_proposals`).
+    /// The model's input names (exported models; the torch reference takes `images` and the
+    /// selections it may be forced to, under their own names).
     fn inputs(&self) -> Vec<String> {
         vec!["images".into()]
     }
@@ -103,28 +103,32 @@ pub fn check_model_input(
     Ok(())
 }
 
-/// The tensor an exported model's input `name` is fed from. Besides an exact name match:
-/// the proposal-override input also accepts a golden file's `topk_proposals` and, when absent,
-/// gets −1 everywhere (the model keeps its own selection); `orig_sizes` defaults to each image's
-/// own input size (boxes then stay in input pixels).
+/// The tensor an exported model's input `name` is fed from: the input of that name, checked for
+/// a selection-override input (`<selection>_in`, which gets −1 everywhere when absent: the model
+/// keeps its own selection; a golden file's own `topk_proposals` never forces anything);
+/// `orig_sizes` defaults to each image's own input size (boxes then stay in input pixels).
 pub fn model_input<'a>(
     inputs: &'a TensorMap,
     name: &str,
     cfg: Option<&focus_models::FocusDetrConfig>,
 ) -> Result<Cow<'a, HostTensor>, RuntimeError> {
-    use focus_exporters::export::{ORIG_SIZES_INPUT, PROPOSALS_INPUT};
+    use focus_exporters::export::{forced_selection, ORIG_SIZES_INPUT};
+    if let Some((cfg, selection)) = cfg.and_then(|c| Some((c, forced_selection(c, name)?))) {
+        if inputs.contains_key("images") {
+            let images = check_images(inputs)?;
+            let n = cfg.token_count(images.shape[2], images.shape[3]);
+            let want = [images.shape[0], selection_len(cfg, selection, n)];
+            return match inputs.get(name) {
+                Some(t) => check_selection(selection, t, want).map(Cow::Borrowed),
+                None => Ok(Cow::Owned(HostTensor::i64(
+                    want.to_vec(),
+                    vec![-1; want[0] * want[1]],
+                ))),
+            };
+        }
+    }
     if let Some(t) = inputs.get(name) {
         return Ok(Cow::Borrowed(t));
-    }
-    if name == PROPOSALS_INPUT {
-        if let Some(t) = inputs.get("topk_proposals") {
-            return Ok(Cow::Borrowed(t));
-        }
-        if let (Some(cfg), true) = (cfg, inputs.contains_key("images")) {
-            let b = check_images(inputs)?.shape[0];
-            let q = cfg.heads.num_queries;
-            return Ok(Cow::Owned(HostTensor::i64(vec![b, q], vec![-1; b * q])));
-        }
     }
     if name == ORIG_SIZES_INPUT && inputs.contains_key("images") {
         let images = check_images(inputs)?;
@@ -139,4 +143,64 @@ pub fn model_input<'a>(
         name: name.to_string(),
         message: "the model needs this input but the input file has none".into(),
     })
+}
+
+/// Indices per image of selection `name` for an image of `n_tokens` tokens.
+pub fn selection_len(cfg: &focus_models::FocusDetrConfig, name: &str, n_tokens: usize) -> usize {
+    focus_models::model::selections::specs(cfg, n_tokens)
+        .into_iter()
+        .find(|s| s.name == name)
+        .map_or(0, |s| s.len)
+}
+
+/// Checks a forced selection: int64 [B, len] (entries are token indices, or −1 rows).
+pub fn check_selection<'a>(
+    name: &str,
+    t: &'a HostTensor,
+    want: [usize; 2],
+) -> Result<&'a HostTensor, RuntimeError> {
+    if t.as_i64().is_none() || t.shape != want {
+        return Err(RuntimeError::Input {
+            name: name.into(),
+            message: format!(
+                "a forced selection has shape {:?}{}; expected int64 {want:?} (batch, indices per image) for these images",
+                t.shape,
+                if t.as_i64().is_none() { " and is not int64" } else { "" }
+            ),
+        });
+    }
+    Ok(t)
+}
+
+/// Adds the selections held by a forcing file (`forced`: a golden case or a `--debug` output) to
+/// `inputs` as override inputs (`<name>_in`), for a runtime that `takes` them. Every selection the file
+/// holds must be takeable, and it must hold at least one; returns the names added.
+pub fn add_forced_selections(
+    inputs: &mut TensorMap,
+    forced: &TensorMap,
+    takes: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
+    use focus_models::model::selections::is_selection_name;
+    let held: Vec<&String> = forced.keys().filter(|k| is_selection_name(k)).collect();
+    if held.is_empty() {
+        return Err("it holds no selection (enc_topk_idx_l, enc_oesm_token_idx_l, topk_proposals): use a golden case or the output of a --debug run".into());
+    }
+    let refused: Vec<&str> = held
+        .iter()
+        .filter(|k| !takes(k))
+        .map(|k| k.as_str())
+        .collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "the model cannot be forced to {}: export it with --debug --selection-inputs (or run --runtime torch)",
+            refused.join(", ")
+        ));
+    }
+    for k in &held {
+        inputs.insert(
+            focus_exporters::export::selection_input(k),
+            forced[*k].clone(),
+        );
+    }
+    Ok(held.into_iter().cloned().collect())
 }

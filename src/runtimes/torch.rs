@@ -4,6 +4,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{check_images, Runtime, RuntimeError};
 use crate::tensors::{HostData, HostTensor, TensorMap};
+use focus_models::model::selections::{self, Forcible};
 use focus_models::model::{FocusDetr, ForwardOptions};
 use focus_models::torch_backend::{TorchBackend, TT};
 use focus_models::{FocusDetrConfig, WeightSchema, Weights};
@@ -13,8 +14,9 @@ use focus_models::{FocusDetrConfig, WeightSchema, Weights};
 pub struct TorchOptions {
     /// Also return the intermediate tensors.
     pub debug: bool,
-    /// Use `topk_proposals` from the inputs instead of the model's own two-stage selection.
-    pub override_proposals: bool,
+    /// Which selections the inputs may force (tensors named `<selection>_in`, e.g.
+    /// `enc_topk_idx_0_in`; the proposal override also reads `topk_proposals`).
+    pub force: Forcible,
     /// Run inputs too small for the official model with fewer object tokens.
     pub clamp_object_tokens: bool,
 }
@@ -85,24 +87,34 @@ impl Runtime for TorchRuntime {
             message: e.to_string(),
         };
         let x = TT(to_torch(images, device).map_err(|e| conv("images", e))?);
-        let override_topk = if self.opts.override_proposals {
-            let t = inputs.get("topk_proposals").ok_or_else(|| RuntimeError::Input {
-                name: "topk_proposals".into(),
-                message: "missing; --override-proposals needs int64 token indices [B, num_queries] in the input file".into(),
-            })?;
-            let want = [images.shape[0], self.model.cfg.heads.num_queries];
-            if t.as_i64().is_none() || t.shape != want {
-                return Err(RuntimeError::Input {
-                    name: "topk_proposals".into(),
-                    message: format!("has shape {:?}; expected int64 {want:?}", t.shape),
-                });
+        // Forced selections: whichever of the allowed ones the inputs hold, under their own
+        // names or as `<name>_in`; the old proposal override requires its tensor.
+        let mut force = std::collections::BTreeMap::new();
+        let n = self.model.cfg.token_count(images.shape[2], images.shape[3]);
+        for name in selections::names(&self.model.cfg) {
+            if !self.opts.force.includes(&name) {
+                continue;
             }
-            Some(TT(
-                to_torch(t, device).map_err(|e| conv("topk_proposals", e))?
-            ))
-        } else {
-            None
-        };
+            let alt = focus_exporters::export::selection_input(&name);
+            // The old proposal override read the selection's own name; forcing uses `_in`.
+            let own_name = (self.opts.force == Forcible::Proposals).then(|| inputs.get(&name));
+            let Some(t) = inputs.get(&alt).or(own_name.flatten()) else {
+                if self.opts.force == Forcible::Proposals {
+                    return Err(RuntimeError::Input {
+                        name,
+                        message: "missing; the proposal override needs int64 token indices [B, num_queries] in the input file".into(),
+                    });
+                }
+                continue;
+            };
+            let want = [
+                images.shape[0],
+                super::selection_len(&self.model.cfg, &name, n),
+            ];
+            super::check_selection(&name, t, want)?;
+            let tt = TT(to_torch(t, device).map_err(|e| conv(&name, e))?);
+            force.insert(name, tt);
+        }
         let orig_sizes = match inputs.get(focus_exporters::export::ORIG_SIZES_INPUT) {
             Some(t) => {
                 let want = [images.shape[0], 2];
@@ -121,7 +133,7 @@ impl Runtime for TorchRuntime {
         };
         let opts = ForwardOptions {
             debug: self.opts.debug,
-            topk_proposals: override_topk,
+            force,
             clamp_object_tokens: self.opts.clamp_object_tokens,
             orig_sizes,
         };

@@ -49,10 +49,10 @@ pub fn debug_model() -> &'static PathBuf {
     M.get_or_init(|| export_model(&["--debug"], "debug.onnx"))
 }
 
-/// The same with the proposal-order input `topk_proposals_in`.
-pub fn injected_model() -> &'static PathBuf {
+/// The same with an override input for every selection (`--selection-inputs`).
+pub fn forced_model() -> &'static PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| export_model(&["--debug", "--proposals-input"], "debug_injected.onnx"))
+    M.get_or_init(|| export_model(&["--debug", "--selection-inputs"], "debug_forced.onnx"))
 }
 
 /// Exports the seed-0 R50 model with extra `flags` to `file` in the test target folder.
@@ -163,9 +163,48 @@ fn assert_stats(what: &str, ours: [f64; 3], want: &[f64]) {
     }
 }
 
-/// Checks `out` (a run with --debug outputs) and `inj` (a run with the golden proposal order
-/// injected) against golden case `g`; panics on a failed budget, returns the report lines.
-pub fn check_case(name: &str, out: &TensorMap, inj: &TensorMap, g: &TensorMap) -> Vec<String> {
+/// Encoder tensors of a run whose encoder selections equal the golden's (as sets): memory
+/// (where stored) within [`TOL_FEATURES`], per-layer and per-level statistics within
+/// [`TOL_STATS_REL`].
+fn check_encoder(what: &str, out: &TensorMap, g: &TensorMap, report: &mut Vec<String>) {
+    if let Some(want) = g.get("memory") {
+        let d = max_abs(&out["memory"], want);
+        assert!(d <= TOL_FEATURES, "{what}: memory max|Δ| {d}");
+        report.push(format!("memory max|Δ| {d:.2e}"));
+    }
+    for l in 0..6 {
+        assert_stats(
+            &format!("{what}: encoder layer {l}"),
+            stats(&f64s(&out[&format!("enc_layer_out_{l}")])),
+            &f64s(&g[&format!("enc_layer_out_stats_{l}")]),
+        );
+    }
+    let memory = f64s(&out["memory"]);
+    let starts = i64s(&g["level_start_index"]);
+    let n = memory.len() / 256;
+    let want = f64s(&g["memory_level_stats"]);
+    for (lvl, s) in starts.iter().enumerate() {
+        let e = starts.get(lvl + 1).map_or(n, |&e| e as usize);
+        assert_stats(
+            &format!("{what}: memory level {lvl}"),
+            stats(&memory[*s as usize * 256..e * 256]),
+            &want[lvl * 3..lvl * 3 + 3],
+        );
+    }
+}
+
+/// Checks golden case `g` under the goldens' criterion (parity issue, item 4), given `out`, a
+/// free-running run with --debug outputs, and `forced`, a run with every golden selection
+/// forced. Panics on a failed budget; returns the report lines, the first naming the branch:
+/// (a) the free-running selections and proposal order equal the golden's: ≥ 99 % of the
+///     golden's top-100 matched end to end;
+/// (b) they differ: every set difference and reordering is a near-tie of the reference's own
+///     scores (downstream stages of the first divergence not judged), and the free-running
+///     detections are reported, not judged.
+///
+/// In both, the forced run meets the full budget: every tensor within its tolerance and
+/// 100/100 of the golden's top-100 matched.
+pub fn check_case(name: &str, out: &TensorMap, forced: &TensorMap, g: &TensorMap) -> Vec<String> {
     let mut report = Vec::new();
     for key in [
         "spatial_shapes",
@@ -182,7 +221,6 @@ pub fn check_case(name: &str, out: &TensorMap, inj: &TensorMap, g: &TensorMap) -
         "neck_2",
         "neck_3",
         "query_pos",
-        "memory",
     ] {
         if let Some(want) = g.get(key) {
             let d = max_abs(&out[key], want);
@@ -191,19 +229,20 @@ pub fn check_case(name: &str, out: &TensorMap, inj: &TensorMap, g: &TensorMap) -
         }
     }
 
+    // Free running, stage by stage up to the first divergence.
     let gfg = f64s(&g["fg_logits"]);
     let mut exceptions = Vec::new();
+    let mut first_divergence: Option<String> = None;
     for l in 0..6 {
         let key = format!("enc_topk_idx_{l}");
         let gi = i64s(&g[&key]);
         let cutoff = gfg[*gi.last().unwrap() as usize];
-        exceptions.extend(compare_selection(
-            &key,
-            &i64s(&out[&key]),
-            &gi,
-            &|t| gfg[t as usize],
-            cutoff,
-        ));
+        let ex = compare_selection(&key, &i64s(&out[&key]), &gi, &|t| gfg[t as usize], cutoff);
+        if !ex.is_empty() {
+            first_divergence.get_or_insert(key);
+            exceptions.extend(ex);
+            break; // later stages see other tokens: downstream, not judged
+        }
         // OESM: the goldens do not store the multi-category scores; ours judge the near-ties.
         let key = format!("enc_oesm_token_idx_{l}");
         let ours = i64s(&out[&key]);
@@ -211,109 +250,106 @@ pub fn check_case(name: &str, out: &TensorMap, inj: &TensorMap, g: &TensorMap) -
         let mc = f64s(&out[&format!("enc_oesm_score_{l}")]);
         let score: BTreeMap<i64, f64> = sel.iter().copied().zip(mc.iter().copied()).collect();
         let cutoff = score[ours.last().unwrap()];
-        exceptions.extend(compare_selection(
+        let ex = compare_selection(
             &key,
             &ours,
             &i64s(&g[&key]),
             &|t| *score.get(&t).unwrap_or(&f64::NAN),
             cutoff,
-        ));
-        assert_stats(
-            &format!("{name}: encoder layer {l}"),
-            stats(&f64s(&out[&format!("enc_layer_out_{l}")])),
-            &f64s(&g[&format!("enc_layer_out_stats_{l}")]),
         );
-    }
-    report.push(format!(
-        "selections: equal as sets, {} near-tie exception(s)",
-        exceptions.len()
-    ));
-    report.extend(exceptions);
-
-    let memory = f64s(&out["memory"]);
-    let starts = i64s(&g["level_start_index"]);
-    let n = memory.len() / 256;
-    let want = f64s(&g["memory_level_stats"]);
-    for (lvl, s) in starts.iter().enumerate() {
-        let e = starts.get(lvl + 1).map_or(n, |&e| e as usize);
-        assert_stats(
-            &format!("{name}: memory level {lvl}"),
-            stats(&memory[*s as usize * 256..e * 256]),
-            &want[lvl * 3..lvl * 3 + 3],
-        );
-    }
-
-    // Two-stage proposals: same set; same order except adjacent near-ties.
-    let ours = i64s(&out["topk_proposals"]);
-    let gold = i64s(&g["topk_proposals"]);
-    let gscores = f64s(&g["topk_proposal_scores"]);
-    assert_eq!(
-        ours.iter().collect::<HashSet<_>>(),
-        gold.iter().collect::<HashSet<_>>(),
-        "{name}: proposal sets"
-    );
-    let mut swaps = 0;
-    for i in 0..gold.len() {
-        if ours[i] != gold[i] {
-            // Adjacent near-tie swaps (README §6), or more generally a reordering within a
-            // cluster of ranks whose golden scores all lie within NEAR_TIE (seen on tract: a
-            // rotation of three scores).
-            let j = gold
-                .iter()
-                .position(|&t| t == ours[i])
-                .unwrap_or(usize::MAX);
-            let near = j < gold.len() && (gscores[i.min(j)] - gscores[i.max(j)]).abs() < NEAR_TIE;
-            assert!(
-                near,
-                "{name}: proposal {i} is {} instead of {} and not within a near-tie",
-                ours[i], gold[i]
-            );
-            swaps += 1;
+        if !ex.is_empty() {
+            first_divergence.get_or_insert(key);
+            exceptions.extend(ex);
+            break;
         }
     }
-    let ds = max_abs(&out["topk_proposal_scores"], &g["topk_proposal_scores"]);
-    report.push(format!("topk_proposals: {swaps} positions reordered within near-ties; scores by rank max|Δ| {ds:.2e}"));
+    if first_divergence.is_none() {
+        check_encoder(name, out, g, &mut report);
+        // Two-stage proposals: same set; same order except near-tie clusters.
+        let ours = i64s(&out["topk_proposals"]);
+        let gold = i64s(&g["topk_proposals"]);
+        let gscores = f64s(&g["topk_proposal_scores"]);
+        assert_eq!(
+            ours.iter().collect::<HashSet<_>>(),
+            gold.iter().collect::<HashSet<_>>(),
+            "{name}: proposal sets"
+        );
+        let mut swaps = 0;
+        for i in 0..gold.len() {
+            if ours[i] != gold[i] {
+                // A reordering within a cluster of ranks whose golden scores all lie within
+                // NEAR_TIE (adjacent swaps; a rotation of three seen on tract).
+                let j = gold
+                    .iter()
+                    .position(|&t| t == ours[i])
+                    .unwrap_or(usize::MAX);
+                let near =
+                    j < gold.len() && (gscores[i.min(j)] - gscores[i.max(j)]).abs() < NEAR_TIE;
+                assert!(
+                    near,
+                    "{name}: proposal {i} is {} instead of {} and not within a near-tie",
+                    ours[i], gold[i]
+                );
+                swaps += 1;
+            }
+        }
+        if swaps > 0 {
+            first_divergence = Some("topk_proposals".into());
+            exceptions.push(format!(
+                "topk_proposals: {swaps} position(s) reordered within near-ties (score gaps < {NEAR_TIE:e})"
+            ));
+        }
+        let ds = max_abs(&out["topk_proposal_scores"], &g["topk_proposal_scores"]);
+        report.push(format!("topk_proposal_scores by rank max|Δ| {ds:.2e}"));
+    }
+    let matched_free = matched_detections(out, g, 100);
+    match &first_divergence {
+        None => {
+            assert!(
+                matched_free as f64 >= MIN_MATCHED * 100.0,
+                "{name}: (a) selections equal the golden's, but only {matched_free}/100 golden detections matched"
+            );
+            report.insert(
+                0,
+                format!("criterion (a): free-running selections and proposal order equal the golden's; {matched_free}/100 of the golden top-100 matched end to end"),
+            );
+        }
+        Some(stage) => {
+            report.insert(
+                0,
+                format!("criterion (b): free running diverges at {stage} by near-ties only; end to end {matched_free}/100 matched (chaotic after a near-tie: reported, not judged)"),
+            );
+        }
+    }
+    report.extend(exceptions);
 
+    // Forced: the golden's selections at every stage; everything at full budget.
+    for sel in focus_models::model::selections::names(&FocusDetrConfig::default()) {
+        assert_eq!(
+            i64s(&forced[&sel]),
+            i64s(&g[&sel]),
+            "{name}: forced run did not use the golden's {sel}"
+        );
+    }
+    check_encoder(&format!("{name} (forced)"), forced, g, &mut Vec::new());
     for (key, tol) in [
         ("init_reference", TOL_BOXES),
         ("dec_references", TOL_BOXES),
         ("pred_boxes", TOL_BOXES),
         ("pred_logits", TOL_FEATURES),
     ] {
-        let d = max_abs(&inj[key], &g[key]);
-        assert!(d <= tol, "{name}: {key} (golden proposal order) max|Δ| {d}");
-        report.push(format!("{key} (golden proposal order) max|Δ| {d:.2e}"));
+        let d = max_abs(&forced[key], &g[key]);
+        assert!(d <= tol, "{name}: {key} (forced) max|Δ| {d} over {tol:e}");
+        report.push(format!("{key} (forced) max|Δ| {d:.2e}"));
     }
-    let matched = matched_detections(inj, g, 100);
-    assert!(
-        matched as f64 >= MIN_MATCHED * 100.0,
-        "{name}: golden order: only {matched}/100 golden detections matched"
+    let matched = matched_detections(forced, g, 100);
+    assert_eq!(
+        matched, 100,
+        "{name}: forced: only {matched}/100 golden detections matched"
     );
     report.push(format!(
-        "detections (golden proposal order): {matched}/100 of the golden top-100 matched"
+        "detections (forced): {matched}/100 of the golden top-100 matched"
     ));
-
-    // End to end, no override. Where the proposal order equals the golden's, the acceptance
-    // budget applies. Where it differs by adjacent near-ties (asserted above), query i gets
-    // another proposal and the decoder's self-attention spreads that to every query: an
-    // explained divergence (float noise at 2-ulp gaps; the goldens come from an AVX-512
-    // machine), reported, not judged against the golden detections.
-    let matched = matched_detections(out, g, 100);
-    if swaps == 0 {
-        assert!(
-            matched as f64 >= MIN_MATCHED * 100.0,
-            "{name}: only {matched}/100 golden detections matched"
-        );
-        report.push(format!(
-            "detections (end to end): {matched}/100 of the golden top-100 matched"
-        ));
-    } else {
-        report.push(format!(
-            "detections (end to end): {matched}/100 matched; NOT judged: the proposal order differs from the golden \
-             in {} position(s) reordered within near-ties (score gaps < {NEAR_TIE:e})",
-            swaps
-        ));
-    }
 
     // The official clip-and-drop applied to the golden boxes reproduces final_*.
     let (h, w) = (g["images"].shape[2] as f32, g["images"].shape[3] as f32);
@@ -343,23 +379,29 @@ pub fn check_case(name: &str, out: &TensorMap, inj: &TensorMap, g: &TensorMap) -
     report
 }
 
-/// Runs `rt` on a golden case's inputs (`images`, plus `topk_proposals` when the runtime takes it).
-pub fn run_case(rt: &mut dyn Runtime, g: &TensorMap, with_proposals: bool) -> TensorMap {
+/// Runs `rt` on a golden case's inputs: `images`, plus with `force` every golden selection as
+/// its override input (`<name>_in`).
+pub fn run_case(rt: &mut dyn Runtime, g: &TensorMap, force: bool) -> TensorMap {
     let mut inputs = TensorMap::new();
     inputs.insert("images".into(), g["images"].clone());
-    if with_proposals {
-        inputs.insert("topk_proposals".into(), g["topk_proposals"].clone());
+    if force {
+        for sel in focus_models::model::selections::names(&FocusDetrConfig::default()) {
+            inputs.insert(
+                focus_exporters::export::selection_input(&sel),
+                g[&sel].clone(),
+            );
+        }
     }
     rt.run(&inputs).unwrap()
 }
 
-/// Runs golden case `name` on two runtimes, `plain` (the model's own selection) and
-/// `injected` (takes the golden proposal order), checks the budgets and prints the report
+/// Runs golden case `name` on two runtimes, `plain` (the model's own selections) and `forced`
+/// (takes every selection as an input), checks the goldens' criterion and prints the report
 /// under `what`.
-pub fn check_runtimes(what: &str, name: &str, plain: &mut dyn Runtime, injected: &mut dyn Runtime) {
+pub fn check_runtimes(what: &str, name: &str, plain: &mut dyn Runtime, forced: &mut dyn Runtime) {
     let g = load_case(name);
     let out = run_case(plain, &g, false);
-    let inj = run_case(injected, &g, true);
+    let inj = run_case(forced, &g, true);
     let report = check_case(name, &out, &inj, &g);
     eprintln!("{what}, {name}:\n  {}", report.join("\n  "));
 }

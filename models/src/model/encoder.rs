@@ -12,14 +12,23 @@ use crate::backend::{Backend, Result};
 use crate::config::FocusDetrConfig;
 use crate::schema::FocusDetrKeys;
 
-/// Runs the encoder. `selections[l]` holds layer l's token indices [B, k_l].
+/// The encoder's selections.
+pub struct Selections<'a, B: Backend> {
+    /// Layer l's foreground tokens [B, k_l] (token indices).
+    pub tokens: &'a [B::Tensor],
+    /// Layer l's forced object tokens [B, object_tokens] (token indices inside `tokens[l]`;
+    /// rows of −1 keep the layer's own choice), where forced.
+    pub forced_objects: &'a [Option<&'a B::Tensor>],
+}
+
+/// Runs the encoder over the per-layer selections.
 pub fn forward<B: Backend>(
     b: &B,
     cfg: &FocusDetrConfig,
     keys: &FocusDetrKeys,
     levels: &Levels<B>,
     fg: &B::Tensor,
-    selections: &[B::Tensor],
+    sel: &Selections<'_, B>,
     cap: &mut Capture<B>,
 ) -> Result<B::Tensor> {
     let t = &cfg.transformer;
@@ -48,7 +57,7 @@ pub fn forward<B: Backend>(
         .transformer
         .encoder_layers
         .iter()
-        .zip(selections)
+        .zip(sel.tokens)
         .enumerate()
     {
         b.scope(&format!("transformer.encoder.layers.{l}"));
@@ -70,6 +79,11 @@ pub fn forward<B: Backend>(
         // Multi-category score: max raw class logit × raw foreground logit; top 300.
         let score = b.mul(&b.max(&linear(b, &q, head)?, 2)?, &f)?;
         let (_, sub) = b.topk(&score, &object_tokens)?;
+        // Forced object tokens are token indices: their positions in this layer's selection.
+        let sub = match sel.forced_objects.get(l).copied().flatten() {
+            Some(f) => b.select_nonneg(&b.index_positions(idx, f)?, &sub)?,
+            None => sub,
+        };
         let obj = b.gather_rows(&q, &sub)?;
         let obj_pos = b.gather_rows(&p, &sub)?;
         let obj = self_attention(b, &obj, &obj_pos, &layer.object_attn, t.num_heads)?;
@@ -89,7 +103,9 @@ pub fn forward<B: Backend>(
         let q = layer_norm(b, &ffn(b, &q, &layer.ffn)?, &layer.norms[1], eps)?;
         cap.put(format!("enc_oesm_score_{l}"), &score);
         cap.put(format!("enc_oesm_subidx_{l}"), &sub);
-        cap.put_with(format!("enc_oesm_token_idx_{l}"), || b.gather(idx, 1, &sub))?;
+        cap.put_with(super::selections::object_tokens(l), || {
+            b.gather(idx, 1, &sub)
+        })?;
         cap.put(format!("enc_layer_out_{l}"), &q);
         memory = b.scatter_rows(&memory, idx, &q)?;
         b.end_scope();

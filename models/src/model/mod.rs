@@ -9,6 +9,9 @@ pub mod fts;
 pub mod layers;
 pub mod levels;
 pub mod neck;
+pub mod selections;
+
+use std::collections::BTreeMap;
 
 use crate::backend::{Backend, ModelError, Result};
 use crate::config::FocusDetrConfig;
@@ -58,10 +61,11 @@ impl<B: Backend> Capture<B> {
 pub struct ForwardOptions<T> {
     /// Record intermediate tensors.
     pub debug: bool,
-    /// Replace the two-stage selection (token indices [B, num_queries]; entries < 0 keep the
-    /// model's own) — for exact decoder comparisons against a reference whose proposal order
-    /// differs by a near-tie.
-    pub topk_proposals: Option<T>,
+    /// Forced selections by name ([`selections`]: `enc_topk_idx_l` [B, k_l],
+    /// `enc_oesm_token_idx_l` [B, object_tokens], `topk_proposals` [B, num_queries]; int64 token
+    /// indices, rows of −1 keep the model's own): the model uses them instead of its own, so a
+    /// run can be compared exactly with a reference whose selections differ at a near-tie.
+    pub force: BTreeMap<String, T>,
     /// Deviation from the official code: when an encoder layer selects fewer tokens than
     /// `focus.object_tokens`, use all of them as object tokens instead of failing.
     pub clamp_object_tokens: bool,
@@ -74,7 +78,7 @@ impl<T> Default for ForwardOptions<T> {
     fn default() -> Self {
         ForwardOptions {
             debug: false,
-            topk_proposals: None,
+            force: BTreeMap::new(),
             clamp_object_tokens: false,
             orig_sizes: None,
         }
@@ -121,6 +125,17 @@ impl FocusDetr {
     ) -> Result<Outputs<B>> {
         let cfg = &self.cfg;
         let keys = &self.keys;
+        if let Some(name) = opts
+            .force
+            .keys()
+            .find(|n| !selections::is_selection(cfg, n))
+        {
+            return Err(ModelError::Input(format!(
+                "`{name}` is not a selection of this model; forcible selections: {}",
+                selections::names(cfg).join(", ")
+            )));
+        }
+        let forced = |name: &str| opts.force.get(name);
         let mut cap = Capture::<B>::new(opts.debug);
         let feats = backbone::forward(b, cfg, &keys.backbone, images)?;
         let neck = neck::forward(b, cfg, &keys.neck, &feats)?;
@@ -151,17 +166,31 @@ impl FocusDetr {
             b.dims_to_i64(std::slice::from_ref(&budget))
         })?;
         cap.put_with("enc_k_per_layer", || b.dims_to_i64(&ks))?;
-        let selections = ks
+        let token_sets = ks
             .iter()
-            // Only the set matters: every selected token is gathered, updated and scattered
-            // back, and the object tokens are re-ranked by their own score.
-            .map(|k| b.topk_set(&fg, k))
+            .enumerate()
+            .map(|(l, k)| {
+                // Only the set matters: every selected token is gathered, updated and scattered
+                // back, and the object tokens are re-ranked by their own score.
+                let own = b.topk_set(&fg, k)?;
+                match forced(&selections::encoder_tokens(l)) {
+                    Some(f) => b.select_nonneg(f, &own),
+                    None => Ok(own),
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
-        for (l, s) in selections.iter().enumerate() {
-            cap.put(format!("enc_topk_idx_{l}"), s);
+        let forced_objects: Vec<Option<&B::Tensor>> = (0..ks.len())
+            .map(|l| forced(&selections::object_tokens(l)))
+            .collect();
+        for (l, s) in token_sets.iter().enumerate() {
+            cap.put(selections::encoder_tokens(l), s);
         }
         let clamped = self.object_token_cfg(b, &ks, opts.clamp_object_tokens);
-        let memory = encoder::forward(b, &clamped, keys, &lv, &fg, &selections, &mut cap)?;
+        let sel = encoder::Selections {
+            tokens: &token_sets,
+            forced_objects: &forced_objects,
+        };
+        let memory = encoder::forward(b, &clamped, keys, &lv, &fg, &sel, &mut cap)?;
         cap.put("memory", &memory);
 
         let props = decoder::two_stage(
@@ -170,10 +199,10 @@ impl FocusDetr {
             keys,
             &lv,
             &memory,
-            opts.topk_proposals.as_ref(),
+            forced(selections::PROPOSALS),
             &mut cap,
         )?;
-        cap.put("topk_proposals", &props.indices);
+        cap.put(selections::PROPOSALS, &props.indices);
         cap.put("init_reference", &props.reference);
         let dec = decoder::forward(b, cfg, keys, &lv, &memory, &props.reference, &mut cap)?;
 
