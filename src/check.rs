@@ -762,6 +762,55 @@ pub fn compare(
     report
 }
 
+/// The selections a model with inputs `model_inputs` can be forced to (a `--debug
+/// --selection-inputs` export: all 13).
+pub fn forcible_selections(model_inputs: &[String]) -> Vec<String> {
+    model_inputs
+        .iter()
+        .filter_map(|n| {
+            let base = n.strip_suffix(focus_exporters::export::SELECTION_INPUT_SUFFIX)?;
+            focus_models::model::selections::is_selection_name(base).then(|| base.to_string())
+        })
+        .collect()
+}
+
+/// Both passes of one input on `rt`, compared with the reference's debug outputs `reference`:
+/// free running on the images (and original sizes) only, never on selections an input file
+/// (e.g. a golden case) happens to hold; then, where the model takes them, forced to the
+/// reference's selections (`forcible`, from [`forcible_selections`]). Returns the report and
+/// the free-running outputs.
+pub fn check_input(
+    name: &str,
+    rt: &mut dyn crate::runtimes::Runtime,
+    inputs: &TensorMap,
+    reference: &TensorMap,
+    forcible: &[String],
+) -> Result<(CaseReport, TensorMap), crate::runtimes::RuntimeError> {
+    let mut own = TensorMap::new();
+    for key in ["images", focus_exporters::export::ORIG_SIZES_INPUT] {
+        if let Some(t) = inputs.get(key) {
+            own.insert(key.to_string(), t.clone());
+        }
+    }
+    let ours = rt.run(&own)?;
+    let forced = if forcible.is_empty() {
+        None
+    } else {
+        let mut feed = own;
+        for stage in forcible {
+            if let Some(t) = reference.get(stage) {
+                feed.insert(focus_exporters::export::selection_input(stage), t.clone());
+            }
+        }
+        Some(rt.run(&feed)?)
+    };
+    let run = forced.as_ref().map(|o| ForcedRun {
+        outputs: o,
+        stages: forcible,
+    });
+    Ok((compare(name, &ours, reference, run), ours))
+}
+
 /// Judges a forced run against the reference: the forced selections must be the reference's
 /// exactly, and every other output is held to its full budget. Only where the free run diverged
 /// at a stage the model could not be forced to (an export with fewer selection inputs) are the

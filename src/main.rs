@@ -964,7 +964,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode> {
-    use focus_export::check::{compare, Status};
+    use focus_export::check::Status;
     use focus_export::inputs;
     let cfg = args.rt.config.load()?;
     let mut items = inputs::from_tensor_files(&args.input)?;
@@ -996,14 +996,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
     let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
     // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
-    let forcible: Vec<String> = rt
-        .inputs()
-        .iter()
-        .filter_map(|n| {
-            let base = n.strip_suffix(focus_exporters::export::SELECTION_INPUT_SUFFIX)?;
-            focus_models::model::selections::is_selection_name(base).then(|| base.to_string())
-        })
-        .collect();
+    let forcible = focus_export::check::forcible_selections(&rt.inputs());
     let fully_forced = focus_models::model::selections::names(&cfg)
         .iter()
         .all(|n| forcible.contains(n));
@@ -1022,32 +1015,14 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         let want = reference
             .run(&item.tensors)
             .with_context(|| ctx(&reference.name()))?;
-        // The model's own run sees the images (and sizes) only: never a proposal order that an
-        // input file (e.g. a golden case) happens to hold.
-        let mut own = focus_export::tensors::TensorMap::new();
-        for key in ["images", focus_exporters::export::ORIG_SIZES_INPUT] {
-            if let Some(t) = item.tensors.get(key) {
-                own.insert(key.to_string(), t.clone());
-            }
-        }
-        let ours = rt.run(&own).with_context(|| ctx(&rt.name()))?;
-        // Forced: the reference's selections fed to the model at every stage it takes.
-        let forced = if forcible.is_empty() {
-            None
-        } else {
-            let mut feed = own.clone();
-            for stage in &forcible {
-                if let Some(t) = want.get(stage) {
-                    feed.insert(focus_exporters::export::selection_input(stage), t.clone());
-                }
-            }
-            Some(rt.run(&feed).with_context(|| ctx(&rt.name()))?)
-        };
-        let forced_run = forced.as_ref().map(|o| focus_export::check::ForcedRun {
-            outputs: o,
-            stages: &forcible,
-        });
-        let mut rep = compare(&item.name, &ours, &want, forced_run);
+        let (mut rep, _) = focus_export::check::check_input(
+            &item.name,
+            rt.as_mut(),
+            &item.tensors,
+            &want,
+            &forcible,
+        )
+        .with_context(|| ctx(&rt.name()))?;
         rep.name = format!("{} ({} annotation(s))", item.name, item.annotations);
         if item.annotations == 0 {
             rep.name = item.name.clone();

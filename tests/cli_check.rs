@@ -17,6 +17,24 @@ fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `check` on the COCO-format subset of the scikit-image photos, reporting to `json`.
+fn coco_check_cmd(runtime: &str, model: &Path, json: &Path) -> std::process::Command {
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join(".runtimes/photos");
+    assert!(
+        photos.join("astronaut.png").exists(),
+        "{} missing: run scripts/setup-env.sh",
+        photos.display()
+    );
+    let mut cmd = check_cmd(runtime, model);
+    cmd.arg("--coco-ann")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco_subset/annotations.json"))
+        .arg("--coco-images")
+        .arg(&photos)
+        .arg("--report")
+        .arg(json);
+    cmd
+}
+
 fn check_cmd(runtime: &str, model: &Path) -> std::process::Command {
     let mut cmd = common::cli();
     cmd.args(["check", "--runtime", runtime, "--threads", "2", "--weights"])
@@ -57,19 +75,7 @@ fn check_passes_on_the_golden_inputs_with_ort() {
 #[test]
 fn check_passes_on_the_coco_subset_of_real_photos() {
     let json = tmp("check_coco.json");
-    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join(".runtimes/photos");
-    assert!(
-        photos.join("astronaut.png").exists(),
-        "{} missing: run scripts/setup-env.sh",
-        photos.display()
-    );
-    let mut cmd = check_cmd("ort", forced_model());
-    cmd.arg("--coco-ann")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco_subset/annotations.json"))
-        .arg("--coco-images")
-        .arg(&photos)
-        .arg("--report")
-        .arg(&json);
+    let cmd = coco_check_cmd("ort", forced_model(), &json);
     let (ok, stdout, stderr) = common::output(cmd);
     eprintln!("{stdout}");
     assert!(ok, "check failed:\n{stdout}\n{stderr}");
@@ -86,6 +92,29 @@ fn check_passes_on_the_coco_subset_of_real_photos() {
         names[0].starts_with("astronaut.png (1 annotation"),
         "{names:?}"
     );
+    // Every photo forced to the reference's selections is within budget, whatever its free run.
+    assert_eq!(r["images"], 4);
+    assert_eq!(r["forced_ok"], 4, "{stdout}");
+}
+
+#[test]
+fn forcing_reproduces_the_reference_on_every_photo_with_tract() {
+    // tract with our custom ops (its GridSample would take minutes per photo at 800 px).
+    let model = golden::export_model(
+        &["--target", "tract", "--debug", "--selection-inputs"],
+        "tract_forced.onnx",
+    );
+    let json = tmp("check_coco_tract.json");
+    let cmd = coco_check_cmd("tract", &model, &json);
+    let (ok, stdout, stderr) = common::output(cmd);
+    eprintln!("{stdout}");
+    assert!(ok, "check failed:\n{stdout}\n{stderr}");
+    let r = report(&json);
+    assert_eq!(r["forced_ok"], 4, "{stdout}");
+    for c in r["cases"].as_array().unwrap() {
+        assert_eq!(c["forced_within_budget"], true, "{}", c["name"]);
+        assert!(c["matched_top100"].as_u64().is_some(), "{c}");
+    }
 }
 
 #[test]

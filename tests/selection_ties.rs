@@ -20,13 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::golden;
-use focus_export::check::{compare, lead_line, ForcedRun, Status};
+use focus_export::check::{check_input, lead_line, Status};
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
 use focus_export::runtimes::torch::{TorchOptions, TorchRuntime};
 use focus_export::runtimes::tract::TractRuntime;
 use focus_export::runtimes::Runtime;
 use focus_export::tensors::TensorMap;
-use focus_exporters::export::selection_input;
 use focus_models::model::selections;
 use focus_models::{FocusDetrConfig, WeightSchema, Weights};
 use image::{Rgb, RgbImage};
@@ -99,23 +98,28 @@ fn reference() -> &'static Vec<(&'static str, TensorMap, TensorMap)> {
     })
 }
 
-/// Scores of each stage's candidates and the selected tokens: (stage, scores by candidate,
-/// selected candidates). Encoder: fg logits over tokens; object tokens: the multi-category
-/// score over the layer's selection (candidates are positions in it); proposals: not stored
-/// per token, skipped.
+/// The lowest score among the `chosen` candidates and how many other candidates share it
+/// exactly.
+fn tie_at_cut_off(scores: &[f64], chosen: &HashSet<i64>) -> (f64, usize) {
+    let cut = chosen
+        .iter()
+        .map(|&t| scores[t as usize])
+        .fold(f64::INFINITY, f64::min);
+    let tied_out = (0..scores.len() as i64)
+        .filter(|t| !chosen.contains(t) && scores[*t as usize] == cut)
+        .count();
+    (cut, tied_out)
+}
+
+/// The exact ties at the cut-offs of the encoder's selections (candidates: tokens, scored by the
+/// fg logits) and of the object tokens (candidates: positions in the layer's selection, scored
+/// by the multi-category score), one line per tied stage.
 fn exact_ties_at_cut_offs(out: &TensorMap) -> Vec<String> {
     let mut found = Vec::new();
     let fg = golden::f64s(&out["fg_logits"]);
     for l in 0..6 {
         let sel = golden::i64s(&out[&selections::encoder_tokens(l)]);
-        let chosen: HashSet<i64> = sel.iter().copied().collect();
-        let cut = sel
-            .iter()
-            .map(|&t| fg[t as usize])
-            .fold(f64::INFINITY, f64::min);
-        let tied_out = (0..fg.len() as i64)
-            .filter(|t| !chosen.contains(t) && fg[*t as usize] == cut)
-            .count();
+        let (cut, tied_out) = tie_at_cut_off(&fg, &sel.iter().copied().collect());
         if tied_out > 0 {
             let tied_in = sel.iter().filter(|&&t| fg[t as usize] == cut).count();
             let where_: Vec<String> = (0..fg.len() as i64)
@@ -129,16 +133,8 @@ fn exact_ties_at_cut_offs(out: &TensorMap) -> Vec<String> {
             ));
         }
         let score = golden::f64s(&out[&format!("enc_oesm_score_{l}")]);
-        let sub: HashSet<i64> = golden::i64s(&out[&format!("enc_oesm_subidx_{l}")])
-            .into_iter()
-            .collect();
-        let cut = sub
-            .iter()
-            .map(|&p| score[p as usize])
-            .fold(f64::INFINITY, f64::min);
-        let tied_out = (0..score.len() as i64)
-            .filter(|p| !sub.contains(p) && score[*p as usize] == cut)
-            .count();
+        let sub = golden::i64s(&out[&format!("enc_oesm_subidx_{l}")]);
+        let (_, tied_out) = tie_at_cut_off(&score, &sub.into_iter().collect());
         if tied_out > 0 {
             found.push(format!(
                 "enc_oesm_token_idx_{l}: {tied_out} unselected token(s) tie exactly with the cut-off"
@@ -231,22 +227,8 @@ fn check_runtime(what: &str, models: &[(&str, PathBuf)], rt: fn(&Path) -> Box<dy
     for (name, input, want) in reference() {
         let mut first: Option<(&str, TensorMap)> = None;
         for (form, rt) in runtimes.iter_mut() {
-            let free = rt.run(input).unwrap();
-            let mut feed = input.clone();
-            for n in selections::names(&FocusDetrConfig::default()) {
-                feed.insert(selection_input(&n), want[&n].clone());
-            }
-            let forced = rt.run(&feed).unwrap();
             let stages = selections::names(&FocusDetrConfig::default());
-            let rep = compare(
-                name,
-                &free,
-                want,
-                Some(ForcedRun {
-                    outputs: &forced,
-                    stages: &stages,
-                }),
-            );
+            let (rep, free) = check_input(name, rt.as_mut(), input, want, &stages).unwrap();
             eprintln!("{what} ({form}): {}", lead_line(&rep));
             assert_ne!(
                 rep.status,
