@@ -686,31 +686,12 @@ pub fn compare(
     }
     let first_explained = first.is_none_or(|s| s.status == Status::Explained);
 
-    let mut tensors = Vec::new();
-    for (k, a) in ours {
-        // Selections are judged above; `enc_oesm_subidx_l` are positions in a selection's order,
-        // judged through `enc_oesm_token_idx_l`.
-        if k == "images" || is_selection_output(k) {
-            continue;
-        }
-        let Some(r) = reference.get(k) else { continue };
-        // Per-selected-token tensors are in selection order, which may differ between runtimes
-        // among equal-set selections (near-equal scores): compare token by token.
-        let aligned = selection_layer(k).and_then(|l| {
-            let idx = format!("enc_topk_idx_{l}");
-            align_rows(a, ours.get(&idx)?, reference.get(&idx)?)
-        });
-        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r);
-        if position(k) > cut && t.status == Status::Fail {
-            t.status = Status::Explained;
-            t.note = Some(format!(
-                "downstream of the divergence at {}; judged at detection level",
-                first.map_or("", |f| f.stage.as_str())
-            ));
-        }
-        tensors.push(t);
-    }
-    tensors.sort_by_key(|t| (position(&t.name), t.name.clone()));
+    let tensors = judge_tensors(ours, reference, cut, &|| {
+        format!(
+            "downstream of the divergence at {}; judged at detection level",
+            first.map_or("", |f| f.stage.as_str())
+        )
+    });
 
     let detections = if cut == u32::MAX {
         detection_report(ours, reference, true, None)
@@ -811,6 +792,39 @@ pub fn check_input(
     Ok((compare(name, &ours, reference, run), ours))
 }
 
+/// Every non-selection output of a run (`outputs`) against the reference at its budget. A tensor
+/// after pipeline position `cut` (a divergence its inputs passed through) that is over budget
+/// is explained, with `why`. Per-selected-token tensors are compared token by token: their rows
+/// follow the selection order, which may differ among equal-set selections.
+fn judge_tensors(
+    outputs: &TensorMap,
+    reference: &TensorMap,
+    cut: u32,
+    why: &dyn Fn() -> String,
+) -> Vec<TensorReport> {
+    let mut v = Vec::new();
+    for (k, a) in outputs {
+        // Selections are judged as selections; `enc_oesm_subidx_l` are positions in a
+        // selection's order, judged through `enc_oesm_token_idx_l`.
+        if k == "images" || is_selection_output(k) {
+            continue;
+        }
+        let Some(r) = reference.get(k) else { continue };
+        let aligned = selection_layer(k).and_then(|l| {
+            let idx = format!("enc_topk_idx_{l}");
+            align_rows(a, outputs.get(&idx)?, reference.get(&idx)?)
+        });
+        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r);
+        if position(k) > cut && t.status == Status::Fail {
+            t.status = Status::Explained;
+            t.note = Some(why());
+        }
+        v.push(t);
+    }
+    v.sort_by_key(|t| (position(&t.name), t.name.clone()));
+    v
+}
+
 /// Judges a forced run against the reference: the forced selections must be the reference's
 /// exactly, and every other output is held to its full budget. Only where the free run diverged
 /// at a stage the model could not be forced to (an export with fewer selection inputs) are the
@@ -825,7 +839,7 @@ fn judge_forced(
         .filter(|s| s.status != Status::Pass && !run.stages.contains(&s.stage))
         .min_by_key(|s| position(&s.stage));
     let cut = unforced.map_or(u32::MAX, |s| position(&s.stage));
-    let why = unforced.map(|s| {
+    let why = unforced.map_or_else(String::new, |s| {
         format!(
             "downstream of the free-running divergence at {}, which this model cannot be forced to (export with --debug --selection-inputs)",
             s.stage
@@ -841,27 +855,16 @@ fn judge_forced(
             v.push(t);
         }
     }
-    for (k, a) in run.outputs {
-        if k == "images" || is_selection_output(k) {
-            continue;
-        }
-        let Some(r) = reference.get(k) else { continue };
-        let aligned = selection_layer(k).and_then(|l| {
-            let idx = format!("enc_topk_idx_{l}");
-            align_rows(a, run.outputs.get(&idx)?, reference.get(&idx)?)
-        });
-        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r);
-        if position(k) > cut && t.status == Status::Fail {
-            t.status = Status::Explained;
-            t.note.clone_from(&why);
-        }
-        v.push(t);
-    }
+    v.extend(judge_tensors(run.outputs, reference, cut, &|| why.clone()));
     v.sort_by_key(|t| (position(&t.name), t.name.clone()));
-    let detections = match why {
-        None => detection_report_at(run.outputs, reference, true, None, MIN_MATCHED_FORCED),
-        Some(w) => detection_report_at(run.outputs, reference, false, Some(w), MIN_MATCHED_FORCED),
-    };
+    let judged = cut == u32::MAX;
+    let detections = detection_report_at(
+        run.outputs,
+        reference,
+        judged,
+        (!judged).then_some(why),
+        MIN_MATCHED_FORCED,
+    );
     (v, detections)
 }
 

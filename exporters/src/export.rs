@@ -12,9 +12,6 @@ use crate::tracer::{Dim, MsdaForm, OnnxTracer, OpForms, TopkForm, TV};
 
 /// Lowest and highest opset the exporter writes (GridSample needs 16).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 16..=20;
-/// Name of the debug input that replaces the two-stage selection (distinct from the debug
-/// output `topk_proposals`, which reports the selection used).
-pub const PROPOSALS_INPUT: &str = "topk_proposals_in";
 /// Suffix of a selection-override input's name: `enc_topk_idx_0_in` forces `enc_topk_idx_0`.
 pub const SELECTION_INPUT_SUFFIX: &str = "_in";
 
@@ -238,19 +235,17 @@ pub fn export(
     let batch_decl = image_decl[0].clone();
     t.g.borrow_mut().input("images", Elem::F32, &image_decl);
     // Forcing inputs: [batch, len]; len is fixed for the object tokens and proposals, and for a
-    // static shape; otherwise it follows the image size (named `<selection>_len`).
-    let static_specs = st.map(|s| selections::specs(cfg, cfg.token_count(s.height, s.width)));
+    // static shape; otherwise it follows the image size (named `<selection>_len`). Any token
+    // count gives the fixed lengths; a static shape gives them all.
+    let n_tokens = st.map_or_else(|| cfg.min_tokens(), |s| cfg.token_count(s.height, s.width));
     let mut force = BTreeMap::new();
     let mut force_inputs = Vec::new();
-    for (i, name) in selections::names(cfg).into_iter().enumerate() {
+    for spec in selections::specs(cfg, n_tokens) {
+        let name = spec.name;
         if !opts.selection_inputs.includes(&name) {
             continue;
         }
-        let fixed_len = if name.starts_with("enc_topk_idx_") {
-            static_specs.as_ref().map(|s| s[i].len as i64)
-        } else {
-            Some(selections::specs(cfg, cfg.min_tokens())[i].len as i64)
-        };
+        let fixed_len = (st.is_some() || !spec.follows_image_size).then_some(spec.len as i64);
         let input = selection_input(&name);
         let len_decl = match fixed_len {
             Some(v) => DeclDim::Fixed(v),

@@ -385,12 +385,9 @@ pub fn run_case(rt: &mut dyn Runtime, g: &TensorMap, force: bool) -> TensorMap {
     let mut inputs = TensorMap::new();
     inputs.insert("images".into(), g["images"].clone());
     if force {
-        for sel in focus_models::model::selections::names(&FocusDetrConfig::default()) {
-            inputs.insert(
-                focus_exporters::export::selection_input(&sel),
-                g[&sel].clone(),
-            );
-        }
+        let added =
+            focus_export::runtimes::add_forced_selections(&mut inputs, g, &|_| true).unwrap();
+        assert_eq!(added.len(), 13, "a golden case holds all 13 selections");
     }
     rt.run(&inputs).unwrap()
 }

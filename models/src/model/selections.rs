@@ -52,6 +52,17 @@ pub struct SelectionSpec {
     pub name: String,
     /// Indices per image, for an image of `n_tokens` tokens.
     pub len: usize,
+    /// Whether `len` follows the image size (the encoder's selections) or is fixed by the
+    /// config (object tokens, proposals).
+    pub follows_image_size: bool,
+}
+
+/// The names of every forcible selection of `cfg`, in model order.
+pub fn names(cfg: &FocusDetrConfig) -> Vec<String> {
+    (0..cfg.focus.cascade.len())
+        .flat_map(|l| [encoder_tokens(l), object_tokens(l)])
+        .chain([PROPOSALS.to_string()])
+        .collect()
 }
 
 /// Every forcible selection of `cfg` in model order, with its row length for `n_tokens` tokens.
@@ -59,30 +70,18 @@ pub fn specs(cfg: &FocusDetrConfig, n_tokens: usize) -> Vec<SelectionSpec> {
     let ks = cfg
         .focus
         .layer_token_counts(cfg.focus.token_budget(n_tokens));
-    let mut out = Vec::with_capacity(2 * ks.len() + 1);
-    for (l, k) in ks.iter().enumerate() {
-        out.push(SelectionSpec {
-            name: encoder_tokens(l),
-            len: *k,
-        });
-        out.push(SelectionSpec {
-            name: object_tokens(l),
-            len: cfg.focus.object_tokens,
-        });
-    }
-    out.push(SelectionSpec {
-        name: PROPOSALS.into(),
-        len: cfg.heads.num_queries,
-    });
-    out
-}
-
-/// The names of every forcible selection of `cfg`, in model order.
-pub fn names(cfg: &FocusDetrConfig) -> Vec<String> {
-    // The names do not depend on the token count; any count gives them.
-    specs(cfg, cfg.min_tokens())
+    let lens = ks
+        .iter()
+        .flat_map(|&k| [(k, true), (cfg.focus.object_tokens, false)])
+        .chain([(cfg.heads.num_queries, false)]);
+    names(cfg)
         .into_iter()
-        .map(|s| s.name)
+        .zip(lens)
+        .map(|(name, (len, follows_image_size))| SelectionSpec {
+            name,
+            len,
+            follows_image_size,
+        })
         .collect()
 }
 
@@ -116,6 +115,11 @@ mod tests {
         assert_eq!(s[1].len, 300);
         assert_eq!(s[12].name, "topk_proposals");
         assert_eq!(s[12].len, 900);
+        assert!(s[0].follows_image_size && !s[1].follows_image_size && !s[12].follows_image_size);
+        assert_eq!(
+            names(&cfg),
+            s.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+        );
         assert!(is_selection(&cfg, "enc_topk_idx_5"));
         assert!(!is_selection(&cfg, "enc_topk_idx_6"));
         assert!(is_selection_name("enc_topk_idx_6"));
