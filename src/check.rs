@@ -743,6 +743,17 @@ pub fn compare(
     report
 }
 
+/// One input checked: the report and the outputs of both passes.
+#[derive(Debug, Clone)]
+pub struct CheckedInput {
+    /// The comparison with the reference.
+    pub report: CaseReport,
+    /// The free-running outputs (what a deployment computes).
+    pub free: TensorMap,
+    /// The outputs forced to the reference's selections (None when the model takes none).
+    pub forced: Option<TensorMap>,
+}
+
 /// The selections a model with inputs `model_inputs` can be forced to (a `--debug
 /// --selection-inputs` export: all 13).
 pub fn forcible_selections(model_inputs: &[String]) -> Vec<String> {
@@ -758,15 +769,14 @@ pub fn forcible_selections(model_inputs: &[String]) -> Vec<String> {
 /// Both passes of one input on `rt`, compared with the reference's debug outputs `reference`:
 /// free running on the images (and original sizes) only, never on selections an input file
 /// (e.g. a golden case) happens to hold; then, where the model takes them, forced to the
-/// reference's selections (`forcible`, from [`forcible_selections`]). Returns the report and
-/// the free-running outputs.
+/// reference's selections (`forcible`, from [`forcible_selections`]).
 pub fn check_input(
     name: &str,
     rt: &mut dyn crate::runtimes::Runtime,
     inputs: &TensorMap,
     reference: &TensorMap,
     forcible: &[String],
-) -> Result<(CaseReport, TensorMap), crate::runtimes::RuntimeError> {
+) -> Result<CheckedInput, crate::runtimes::RuntimeError> {
     let mut own = TensorMap::new();
     for key in ["images", focus_exporters::export::ORIG_SIZES_INPUT] {
         if let Some(t) = inputs.get(key) {
@@ -789,7 +799,11 @@ pub fn check_input(
         outputs: o,
         stages: forcible,
     });
-    Ok((compare(name, &ours, reference, run), ours))
+    Ok(CheckedInput {
+        report: compare(name, &ours, reference, run),
+        free: ours,
+        forced,
+    })
 }
 
 /// Every non-selection output of a run (`outputs`) against the reference at its budget. A tensor

@@ -30,6 +30,9 @@ pub enum InputError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// The annotation file is not what the COCO evaluator needs.
+    #[error(transparent)]
+    Eval(#[from] focus_cocoeval::EvalError),
     /// Nothing to run on.
     #[error("no inputs: {0}")]
     Empty(String),
@@ -46,6 +49,8 @@ pub struct InputItem {
     pub tensors: TensorMap,
     /// COCO ground-truth boxes of this image (0 for other sources).
     pub annotations: usize,
+    /// The COCO image record (for inputs of a COCO subset).
+    pub coco: Option<CocoImage>,
 }
 
 /// Image file extensions `--images` picks up.
@@ -64,6 +69,7 @@ fn photo_item(path: &Path, name: String, p: &PreprocessConfig) -> Result<InputIt
         source: path.to_path_buf(),
         tensors,
         annotations: 0,
+        coco: None,
     })
 }
 
@@ -83,6 +89,7 @@ pub fn from_tensor_files(paths: &[PathBuf]) -> Result<Vec<InputItem>, InputError
                 source: p.clone(),
                 tensors,
                 annotations: 0,
+                coco: None,
             })
         })
         .collect()
@@ -128,22 +135,15 @@ pub fn from_image_dir(
 
 /// The parts of a COCO annotation file that a check uses.
 #[derive(Debug, Deserialize)]
-pub struct CocoFile {
-    /// The images.
-    pub images: Vec<CocoImage>,
-    /// Ground-truth boxes.
-    #[serde(default)]
-    pub annotations: Vec<CocoAnnotation>,
-    /// Categories.
-    #[serde(default)]
-    pub categories: Vec<CocoCategory>,
+struct CocoImages {
+    images: Vec<CocoImage>,
 }
 
 /// A COCO image record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct CocoImage {
     /// Image id.
-    pub id: u64,
+    pub id: i64,
     /// File name inside the image folder.
     pub file_name: String,
     /// Width in pixels.
@@ -152,30 +152,19 @@ pub struct CocoImage {
     pub height: u32,
 }
 
-/// A COCO ground-truth box.
-#[derive(Debug, Deserialize)]
-pub struct CocoAnnotation {
-    /// The image it belongs to.
-    pub image_id: u64,
-    /// Category id (COCO ids, 1..90).
-    pub category_id: u64,
-    /// [x, y, width, height] in pixels.
-    pub bbox: [f64; 4],
-}
-
-/// A COCO category.
-#[derive(Debug, Deserialize)]
-pub struct CocoCategory {
-    /// Category id.
-    pub id: u64,
-    /// Name.
-    pub name: String,
+/// A COCO subset: its images (in file order) and its ground truth as the evaluator reads it.
+#[derive(Debug, Clone)]
+pub struct CocoSubset {
+    /// The images, in the order the annotation file lists them.
+    pub images: Vec<CocoImage>,
+    /// Boxes, categories and image ids for AP.
+    pub truth: focus_cocoeval::GroundTruth,
 }
 
 /// Reads and validates a COCO annotation file against its image folder: every image exists
 /// and has the recorded size, every annotation names a known image and category and lies inside
 /// its image.
-pub fn read_coco(ann: &Path, image_dir: &Path) -> Result<CocoFile, InputError> {
+pub fn read_coco(ann: &Path, image_dir: &Path) -> Result<CocoSubset, InputError> {
     let bad = |message: String| InputError::Coco {
         path: ann.to_path_buf(),
         message,
@@ -185,9 +174,10 @@ pub fn read_coco(ann: &Path, image_dir: &Path) -> Result<CocoFile, InputError> {
         message: e.to_string(),
     })?;
     let de = &mut serde_json::Deserializer::from_str(&text);
-    let coco: CocoFile = serde_path_to_error::deserialize(de)
+    let coco: CocoImages = serde_path_to_error::deserialize(de)
         .map_err(|e| bad(format!("at `{}`: {}", e.path(), e.inner())))?;
-    let sizes: BTreeMap<u64, (u32, u32)> = coco
+    let truth = focus_cocoeval::parse_ground_truth(&text, &ann.display().to_string())?;
+    let sizes: BTreeMap<i64, (u32, u32)> = coco
         .images
         .iter()
         .map(|i| (i.id, (i.width, i.height)))
@@ -195,15 +185,14 @@ pub fn read_coco(ann: &Path, image_dir: &Path) -> Result<CocoFile, InputError> {
     if sizes.len() != coco.images.len() {
         return Err(bad("duplicate image ids".into()));
     }
-    let cats: Vec<u64> = coco.categories.iter().map(|c| c.id).collect();
-    for (n, a) in coco.annotations.iter().enumerate() {
+    for (n, a) in truth.annotations.iter().enumerate() {
         let Some(&(w, h)) = sizes.get(&a.image_id) else {
             return Err(bad(format!(
                 "annotations[{n}]: image_id {} is not in `images`",
                 a.image_id
             )));
         };
-        if !cats.is_empty() && !cats.contains(&a.category_id) {
+        if truth.category_ids.binary_search(&a.category_id).is_err() {
             return Err(bad(format!(
                 "annotations[{n}]: category_id {} is not in `categories`",
                 a.category_id
@@ -236,16 +225,20 @@ pub fn read_coco(ann: &Path, image_dir: &Path) -> Result<CocoFile, InputError> {
             )));
         }
     }
-    Ok(coco)
+    Ok(CocoSubset {
+        images: coco.images,
+        truth,
+    })
 }
 
-/// The first `limit` images of a COCO subset, preprocessed.
+/// The first `limit` images of a COCO subset, preprocessed, and the subset's ground truth
+/// restricted to them (what AP is computed over).
 pub fn from_coco(
     ann: &Path,
     image_dir: &Path,
     limit: Option<usize>,
     p: &PreprocessConfig,
-) -> Result<Vec<InputItem>, InputError> {
+) -> Result<(Vec<InputItem>, focus_cocoeval::GroundTruth), InputError> {
     let coco = read_coco(ann, image_dir)?;
     let items: Vec<InputItem> = coco
         .images
@@ -254,10 +247,12 @@ pub fn from_coco(
         .map(|i| {
             let mut item = photo_item(&image_dir.join(&i.file_name), i.file_name.clone(), p)?;
             item.annotations = coco
+                .truth
                 .annotations
                 .iter()
                 .filter(|a| a.image_id == i.id)
                 .count();
+            item.coco = Some(i.clone());
             Ok(item)
         })
         .collect::<Result<_, InputError>>()?;
@@ -267,5 +262,12 @@ pub fn from_coco(
             ann.display()
         )));
     }
-    Ok(items)
+    let mut truth = coco.truth;
+    truth.image_ids = focus_cocoeval::data::unique_sorted(
+        items
+            .iter()
+            .filter_map(|i| i.coco.as_ref().map(|c| c.id))
+            .collect(),
+    );
+    Ok((items, truth))
 }

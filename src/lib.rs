@@ -3,6 +3,7 @@
 //! checks; the model lives in `focus-models`, the custom ops in `focus-ops` and the ONNX writer in
 //! `focus-exporters`.
 
+pub mod accuracy;
 pub mod bench;
 pub mod check;
 pub mod doctor;

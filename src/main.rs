@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod commands;
+
 use focus_export::doctor;
 use focus_export::runtimes::{Runtime, RuntimeError};
 use focus_models::model::selections::Forcible;
@@ -150,7 +152,10 @@ enum Command {
     },
     /// Run an exported model and the torch reference on the same inputs and report their
     /// agreement; exits non-zero on any unexplained difference.
-    Check(CheckArgs),
+    Check(commands::check::CheckArgs),
+    /// Evaluate a COCO results file against an annotation file (pycocotools' bbox COCOeval,
+    /// without Python) and print its twelve summary lines.
+    Eval(commands::eval::EvalArgs),
     /// Detect objects in a photo: resize and normalise it as the official test pipeline does,
     /// run the model, and print (or draw) the detections in original-image pixels.
     Predict {
@@ -326,43 +331,13 @@ struct BenchArgs {
     json: bool,
 }
 
-/// Arguments of `check`.
-#[derive(Args)]
-struct CheckArgs {
-    /// The runtime that runs the exported model (--model); the reference is torch (--weights).
-    #[arg(long, value_enum, default_value = "ort")]
-    runtime: RuntimeKind,
-    #[command(flatten)]
-    rt: RuntimeArgs,
-    /// Input tensor files (.safetensors with `images`), repeatable.
-    #[arg(long)]
-    input: Vec<PathBuf>,
-    /// A folder of photos (JPEG, PNG, WebP), resized and normalised as the official pipeline.
-    #[arg(long)]
-    images: Option<PathBuf>,
-    /// COCO annotation file of a subset (with --coco-images).
-    #[arg(long, requires = "coco_images")]
-    coco_ann: Option<PathBuf>,
-    /// Image folder of the COCO subset.
-    #[arg(long, requires = "coco_ann")]
-    coco_images: Option<PathBuf>,
-    /// At most this many photos (--images, --coco-*).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Write the full report as JSON.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Print every tensor and stage, not only the summary of each input.
-    #[arg(long)]
-    verbose: bool,
-}
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // 2, as clap's usage errors: "could not run", apart from a check's verdict (1).
+            ExitCode::from(2)
         }
     }
 }
@@ -434,7 +409,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tract,
             json,
         }) => bench_ops(size, warmup, runs, threads, tract, json),
-        Some(Command::Check(args)) => check(&args),
+        Some(Command::Check(args)) => commands::check::run(&args),
+        Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Predict { run }) => predict(&run),
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
@@ -961,126 +937,6 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn check(args: &CheckArgs) -> Result<ExitCode> {
-    use focus_export::check::Status;
-    use focus_export::inputs;
-    let cfg = args.rt.config.load()?;
-    let mut items = inputs::from_tensor_files(&args.input)?;
-    if let Some(dir) = &args.images {
-        items.extend(inputs::from_image_dir(dir, args.limit, &cfg.preprocess)?);
-    }
-    if let (Some(ann), Some(dir)) = (&args.coco_ann, &args.coco_images) {
-        items.extend(inputs::from_coco(ann, dir, args.limit, &cfg.preprocess)?);
-    }
-    if items.is_empty() {
-        bail!("nothing to check: pass --input F.safetensors, --images DIR, or --coco-ann F --coco-images DIR");
-    }
-    if matches!(args.runtime, RuntimeKind::Torch) {
-        bail!("--runtime torch is the reference; choose the runtime of the exported model (ort or tract)");
-    }
-    args.rt
-        .weights
-        .as_ref()
-        .context("--weights is required: the torch reference runs on them")?;
-    let model = args
-        .rt
-        .model
-        .as_ref()
-        .context("--model is required: the exported model to check")?;
-    let reference_flags = ModelFlags {
-        debug: true,
-        ..Default::default()
-    };
-    let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
-    let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
-    // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
-    let forcible = focus_export::check::forcible_selections(&rt.inputs());
-    let fully_forced = focus_models::model::selections::names(&cfg)
-        .iter()
-        .all(|n| forcible.contains(n));
-    let bar = indicatif::ProgressBar::new(items.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if items.len() == 1 {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut reports = Vec::new();
-    for item in &items {
-        bar.set_message(item.name.clone());
-        let ctx = |who: &str| format!("running {who} on {}", item.source.display());
-        let want = reference
-            .run(&item.tensors)
-            .with_context(|| ctx(&reference.name()))?;
-        let (mut rep, _) = focus_export::check::check_input(
-            &item.name,
-            rt.as_mut(),
-            &item.tensors,
-            &want,
-            &forcible,
-        )
-        .with_context(|| ctx(&rt.name()))?;
-        rep.name = format!("{} ({} annotation(s))", item.name, item.annotations);
-        if item.annotations == 0 {
-            rep.name = item.name.clone();
-        }
-        bar.suspend(|| print!("{}", focus_export::check::render(&rep, args.verbose)));
-        reports.push(rep);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
-    let (pass, explained, fail) = (
-        count(Status::Pass),
-        count(Status::Explained),
-        count(Status::Fail),
-    );
-    let forced_ok = reports
-        .iter()
-        .filter(|r| r.forced_within_budget == Some(true))
-        .count();
-    let free_identical = reports
-        .iter()
-        .filter(|r| r.first_divergence.is_none())
-        .count();
-    println!(
-        "{} vs {} on {} input(s): {pass} identical within tolerance, {explained} with explained \
-         near-tie divergences, {fail} failed; forced ok {forced_ok}/{n}, free-running identical \
-         {free_identical}/{n}{}",
-        rt.name(),
-        reference.name(),
-        reports.len(),
-        if fully_forced {
-            ""
-        } else {
-            " (export with --debug --selection-inputs to force every selection)"
-        },
-        n = reports.len(),
-    );
-    if let Some(path) = &args.report {
-        let doc = serde_json::json!({
-            "model": model.display().to_string(),
-            "runtime": rt.name(),
-            "reference": reference.name(),
-            "tolerances": focus_export::check::tolerances_json(),
-            "passed": fail == 0,
-            "images": reports.len(),
-            "forced_ok": forced_ok,
-            "free_identical": free_identical,
-            "cases": reports,
-        });
-        weights::write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("report: {}", path.display());
-    }
-    Ok(if fail == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// Builds a runtime for a benchmark.

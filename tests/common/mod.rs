@@ -87,3 +87,39 @@ macro_rules! golden_case_tests {
         }
     };
 }
+
+/// pycocotools 2.0.11 (in the project's .venv) on a ground truth and a results file: its twelve
+/// stats and the lines `summarize()` printed.
+pub fn pycocotools(gt: &std::path::Path, dt: &std::path::Path) -> (Vec<f64>, Vec<String>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let cases = dir.path().join("cases.json");
+    let out = dir.path().join("out.json");
+    let list = serde_json::json!([{"gt": gt, "dt": dt, "full": false}]);
+    std::fs::write(&cases, list.to_string()).expect("writing the case list");
+    let status = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("cocoeval/tests/pycocotools_eval.py"))
+        .arg(&cases)
+        .arg(&out)
+        .status()
+        .expect("the project's Python runs (scripts/setup-env.sh)");
+    assert!(status.success(), "pycocotools failed");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("pycocotools' output"))
+            .expect("pycocotools' output is JSON");
+    let case = &v[0];
+    assert_eq!(case["version"], "2.0.11", "pycocotools version");
+    let stats = case["stats"]
+        .as_array()
+        .expect("stats")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect();
+    let lines = case["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|x| x.as_str().expect("a line").to_string())
+        .collect();
+    (stats, lines)
+}

@@ -1,0 +1,316 @@
+//! `focus-export check`: runs an exported model and the torch reference on the same inputs,
+//! judges every tensor and selection (free-running and forced passes), and on a COCO subset adds
+//! accuracy: both sides' detections as COCO results files, AP of each, ΔAP and agreement AP.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use focus_cocoeval::Detection;
+use focus_export::accuracy::{self, AccuracyBudgets};
+use focus_export::check::Status;
+use focus_export::inputs;
+use focus_models::weights::write_atomically;
+
+use crate::{make_runtime, ModelFlags, RuntimeArgs, RuntimeKind};
+
+/// Arguments of `check`.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The runtime that runs the exported model (--model); the reference is torch (--weights).
+    #[arg(long, value_enum, default_value = "ort")]
+    runtime: RuntimeKind,
+    #[command(flatten)]
+    rt: RuntimeArgs,
+    /// Input tensor files (.safetensors with `images`), repeatable.
+    #[arg(long)]
+    input: Vec<PathBuf>,
+    /// A folder of photos (JPEG, PNG, WebP), resized and normalised as the official pipeline.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// COCO annotation file of a subset (with --coco-images): adds COCO accuracy.
+    #[arg(long, requires = "coco_images")]
+    coco_ann: Option<PathBuf>,
+    /// Image folder of the COCO subset.
+    #[arg(long, requires = "coco_ann")]
+    coco_images: Option<PathBuf>,
+    /// At most this many photos (--images, --coco-*).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write both sides' detections on the COCO subset as COCO results files here
+    /// (reference.json and <runtime>.json; `focus-export eval` reads them).
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+    /// Budget: largest |ΔAP| (exported − reference) allowed on each of AP, AP50, AP75, APs,
+    /// APm, APl.
+    #[arg(long, default_value_t = accuracy::DEFAULT_MAX_DELTA_AP)]
+    max_delta_ap: f64,
+    /// Budget: smallest agreement AP (the exported model's detections against the reference's
+    /// confident ones as ground truth).
+    #[arg(long, default_value_t = accuracy::DEFAULT_MIN_AGREEMENT_AP)]
+    min_agreement_ap: f64,
+    /// The exported model's pass the accuracy budgets judge: free running (what a deployment
+    /// computes) or forced to the reference's selections (needs --debug --selection-inputs).
+    #[arg(long, value_enum, default_value = "free")]
+    accuracy_pass: AccuracyPass,
+    /// Reference detections with at least this score are the agreement's ground truth.
+    #[arg(long, default_value_t = accuracy::DEFAULT_AGREEMENT_MIN_SCORE)]
+    agreement_min_score: f64,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print every tensor and stage, not only the summary of each input.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// `--accuracy-pass`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AccuracyPass {
+    /// Free running.
+    Free,
+    /// Forced to the reference's selections.
+    Forced,
+}
+
+/// Writes a COCO results file (to a temporary file, then renamed).
+fn write_results(path: &Path, detections: &[Detection]) -> Result<()> {
+    write_atomically(path, focus_cocoeval::results_json(detections).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The runtime's name as the command line spells it (`ort`, `tract`).
+fn runtime_word(kind: RuntimeKind) -> String {
+    clap::ValueEnum::to_possible_value(&kind).map_or_else(
+        || format!("{kind:?}").to_lowercase(),
+        |v| v.get_name().to_string(),
+    )
+}
+
+/// Runs `check`.
+pub fn run(args: &CheckArgs) -> Result<ExitCode> {
+    let cfg = args.rt.config.load()?;
+    let mut items = inputs::from_tensor_files(&args.input)?;
+    if let Some(dir) = &args.images {
+        items.extend(inputs::from_image_dir(dir, args.limit, &cfg.preprocess)?);
+    }
+    let mut truth = None;
+    if let (Some(ann), Some(dir)) = (&args.coco_ann, &args.coco_images) {
+        let (coco_items, t) = inputs::from_coco(ann, dir, args.limit, &cfg.preprocess)?;
+        items.extend(coco_items);
+        truth = Some(t);
+    }
+    if items.is_empty() {
+        bail!("nothing to check: pass --input F.safetensors, --images DIR, or --coco-ann F --coco-images DIR");
+    }
+    if matches!(args.runtime, RuntimeKind::Torch) {
+        bail!("--runtime torch is the reference; choose the runtime of the exported model (ort or tract)");
+    }
+    if args.results_dir.is_some() && truth.is_none() {
+        bail!("--results-dir needs a COCO subset (--coco-ann and --coco-images)");
+    }
+    let budgets = AccuracyBudgets {
+        max_delta_ap: args.max_delta_ap,
+        min_agreement_ap: args.min_agreement_ap,
+        agreement_min_score: args.agreement_min_score,
+    };
+    args.rt
+        .weights
+        .as_ref()
+        .context("--weights is required: the torch reference runs on them")?;
+    let model = args
+        .rt
+        .model
+        .as_ref()
+        .context("--model is required: the exported model to check")?;
+    let reference_flags = ModelFlags {
+        debug: true,
+        ..Default::default()
+    };
+    let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
+    let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
+    // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
+    let forcible = focus_export::check::forcible_selections(&rt.inputs());
+    let fully_forced = focus_models::model::selections::names(&cfg)
+        .iter()
+        .all(|n| forcible.contains(n));
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if items.len() == 1 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut reports = Vec::new();
+    if matches!(args.accuracy_pass, AccuracyPass::Forced) && !fully_forced {
+        bail!(
+            "--accuracy-pass forced needs a model that takes every selection: export it with \
+             --debug --selection-inputs"
+        );
+    }
+    let (mut reference_dets, mut exported_dets) = (Vec::new(), Vec::new());
+    let mut forced_dets = fully_forced.then(Vec::new);
+    for item in &items {
+        bar.set_message(item.name.clone());
+        let ctx = |who: &str| format!("running {who} on {}", item.source.display());
+        let want = reference
+            .run(&item.tensors)
+            .with_context(|| ctx(&reference.name()))?;
+        let checked = focus_export::check::check_input(
+            &item.name,
+            rt.as_mut(),
+            &item.tensors,
+            &want,
+            &forcible,
+        )
+        .with_context(|| ctx(&rt.name()))?;
+        let mut rep = checked.report;
+        if let Some(image) = &item.coco {
+            // Free-running detections: what a deployment computes.
+            let shape = &item.tensors["images"].shape;
+            let hw = (shape[2], shape[3]);
+            let dets = |who: &str, out| {
+                accuracy::coco_detections(out, image, hw).with_context(|| {
+                    format!(
+                        "COCO accuracy needs {who}'s post-processed outputs on {}",
+                        item.name
+                    )
+                })
+            };
+            reference_dets.extend(dets("the reference", &want)?);
+            exported_dets.extend(dets("the exported model", &checked.free)?);
+            if let (Some(all), Some(out)) = (forced_dets.as_mut(), &checked.forced) {
+                all.extend(dets("the exported model (forced)", out)?);
+            }
+        }
+        rep.name = format!("{} ({} annotation(s))", item.name, item.annotations);
+        if item.annotations == 0 {
+            rep.name = item.name.clone();
+        }
+        bar.suspend(|| print!("{}", focus_export::check::render(&rep, args.verbose)));
+        reports.push(rep);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
+    let (pass, explained, fail) = (
+        count(Status::Pass),
+        count(Status::Explained),
+        count(Status::Fail),
+    );
+    let forced_ok = reports
+        .iter()
+        .filter(|r| r.forced_within_budget == Some(true))
+        .count();
+    let free_identical = reports
+        .iter()
+        .filter(|r| r.first_divergence.is_none())
+        .count();
+    let runtime_name = rt.name();
+    let gated = match args.accuracy_pass {
+        AccuracyPass::Free => accuracy::Pass::Free,
+        AccuracyPass::Forced => accuracy::Pass::Forced,
+    };
+    let accuracy = truth.as_ref().map(|t| {
+        accuracy::accuracy(
+            t,
+            &reference_dets,
+            &exported_dets,
+            forced_dets.as_deref(),
+            gated,
+            budgets,
+        )
+    });
+    let mut results_files = None;
+    if let Some(dir) = &args.results_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (r, e) = (
+            dir.join("reference.json"),
+            dir.join(format!("{}.json", runtime_word(args.runtime))),
+        );
+        write_results(&r, &reference_dets)?;
+        write_results(&e, &exported_dets)?;
+        let f = match &forced_dets {
+            Some(dets) => {
+                let f = dir.join(format!("{}_forced.json", runtime_word(args.runtime)));
+                write_results(&f, dets)?;
+                Some(f)
+            }
+            None => None,
+        };
+        results_files = Some((r, e, f));
+    }
+    if let Some(a) = &accuracy {
+        print!("{}", a.render(&reference.name(), &runtime_name));
+        if let Some((r, e, f)) = &results_files {
+            println!(
+                "  results files: {} ({} detections), {} ({} detections){}",
+                r.display(),
+                reference_dets.len(),
+                e.display(),
+                exported_dets.len(),
+                f.as_ref()
+                    .map_or_else(String::new, |f| format!(", {}", f.display()))
+            );
+        }
+    }
+    let accuracy_ok = accuracy.as_ref().is_none_or(|a| a.passed);
+    println!(
+        "{} vs {} on {} input(s): {pass} identical within tolerance, {explained} with explained \
+         near-tie divergences, {fail} failed; forced ok {forced_ok}/{n}, free-running identical \
+         {free_identical}/{n}{}{}",
+        runtime_name,
+        reference.name(),
+        reports.len(),
+        match &accuracy {
+            Some(a) => format!(
+                "; accuracy {} (|Δ{}| {:.4}, agreement AP {})",
+                if a.passed { "ok" } else { "FAIL" },
+                a.gated_pass().worst_delta.0,
+                a.gated_pass().worst_delta.1,
+                a.gated_pass()
+                    .agreement_ap
+                    .map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))
+            ),
+            None => String::new(),
+        },
+        if fully_forced {
+            ""
+        } else {
+            " (export with --debug --selection-inputs to force every selection)"
+        },
+        n = reports.len(),
+    );
+    let passed = fail == 0 && accuracy_ok;
+    if let Some(path) = &args.report {
+        let doc = serde_json::json!({
+            "model": model.display().to_string(),
+            "runtime": runtime_name,
+            "reference": reference.name(),
+            "tolerances": focus_export::check::tolerances_json(),
+            "passed": passed,
+            "tensors_passed": fail == 0,
+            "images": reports.len(),
+            "forced_ok": forced_ok,
+            "free_identical": free_identical,
+            "accuracy": accuracy,
+            "results_files": results_files.as_ref().map(|(r, e, f)| serde_json::json!({
+                "reference": r.display().to_string(),
+                "exported": e.display().to_string(),
+                "exported_forced": f.as_ref().map(|f| f.display().to_string()),
+            })),
+            "cases": reports,
+        });
+        write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
