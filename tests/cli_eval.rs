@@ -45,20 +45,26 @@ fn results() -> Value {
     Value::Array(dets)
 }
 
+/// `eval` of results file `dt` on the subset's annotations, writing JSON to `out`.
+fn eval_cmd(dt: &Path, out: &Path) -> std::process::Command {
+    let mut cmd = common::cli();
+    cmd.arg("eval")
+        .arg("--coco-ann")
+        .arg(annotations())
+        .arg("--results")
+        .arg(dt)
+        .arg("--json")
+        .arg(out);
+    cmd
+}
+
 #[test]
 fn eval_prints_and_writes_pycocotools_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let dt = dir.path().join("dets.json");
     std::fs::write(&dt, results().to_string()).unwrap();
     let out = dir.path().join("stats.json");
-    let mut cmd = common::cli();
-    cmd.arg("eval")
-        .arg("--coco-ann")
-        .arg(annotations())
-        .arg("--results")
-        .arg(&dt)
-        .arg("--json")
-        .arg(&out);
+    let cmd = eval_cmd(&dt, &out);
     let (ok, stdout, stderr) = common::output(cmd);
     assert!(ok, "{stderr}");
     let (stats, lines) = common::pycocotools(&annotations(), &dt);
@@ -109,14 +115,7 @@ fn bad_results_are_refused_naming_the_entry() {
         let dt = dir.path().join("bad.json");
         std::fs::write(&dt, text).unwrap();
         let out = dir.path().join("stats.json");
-        let mut cmd = common::cli();
-        cmd.arg("eval")
-            .arg("--coco-ann")
-            .arg(annotations())
-            .arg("--results")
-            .arg(&dt)
-            .arg("--json")
-            .arg(&out);
+        let mut cmd = eval_cmd(&dt, &out);
         let run = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
         // 2: could not run (1 is a check's negative verdict).
