@@ -43,9 +43,13 @@ impl ConfigArg {
 /// Arguments of the default action, exporting ONNX.
 #[derive(Args)]
 struct ExportArgs {
-    /// Weights (.safetensors with the official checkpoint names).
+    /// Weights: .safetensors with the official checkpoint names, or a PyTorch checkpoint
+    /// (.pth, or a .zip release archive holding one).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Export the EMA weights of a PyTorch checkpoint (`ema_state`) instead of the trained ones.
+    #[arg(long)]
+    ema: bool,
     #[command(flatten)]
     config: ConfigArg,
     /// Output ONNX file.
@@ -156,6 +160,9 @@ enum Command {
     /// Evaluate a COCO results file against an annotation file (pycocotools' bbox COCOeval,
     /// without Python) and print its twelve summary lines.
     Eval(commands::eval::EvalArgs),
+    /// Convert a PyTorch checkpoint (.pth, or a .zip holding one) to safetensors with the
+    /// canonical names, after the strict schema check; nothing in the file is executed.
+    Convert(commands::convert::ConvertArgs),
     /// Detect objects in a photo: resize and normalise it as the official test pipeline does,
     /// run the model, and print (or draw) the detections in original-image pixels.
     Predict {
@@ -411,6 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => bench_ops(size, warmup, runs, threads, tract, json),
         Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
+        Some(Command::Convert(args)) => commands::convert::run(&args),
         Some(Command::Predict { run }) => predict(&run),
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
@@ -663,7 +671,8 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
     step("loading the weights");
-    let w = Weights::load(&weights, &schema, &cfg.name)?;
+    let options = focus_models::checkpoint::CheckpointOptions { ema: args.ema };
+    let w = Weights::load_with(&weights, &schema, &cfg.name, options)?;
     step("hashing the weights");
     let sha = sha256_file(&weights)?;
     let opts = focus_exporters::ExportOptions {
@@ -704,6 +713,12 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     println!("  config   {} (weights {})", cfg.name, weights.display());
+    if let focus_models::weights::WeightFile::Pytorch(c) = w.file() {
+        println!("  read     {}", c.layout());
+        if c.has_unread_ema() {
+            println!("  note     the checkpoint also holds EMA weights (`ema_state`); --ema exports those");
+        }
+    }
     for (n, s) in &summary.inputs {
         println!("  input    {n} {s}");
     }

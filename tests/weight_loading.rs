@@ -183,17 +183,20 @@ fn half_precision_and_f64_are_converted_and_integers_refused() {
 #[test]
 fn a_file_that_is_not_safetensors_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.pth");
-    std::fs::write(&path, b"PK\x03\x04 not a safetensors file at all").unwrap();
     let schema = WeightSchema::new(&common::tiny_config());
-    let e = Weights::load(&path, &schema, "tiny")
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("model.pth") && e.contains("not a valid safetensors file"),
-        "{e}"
-    );
+    // By extension: a .safetensors file is read as one, a .pth as a PyTorch checkpoint.
+    for (name, want) in [
+        ("model.safetensors", "not a valid safetensors file"),
+        ("model.pth", "not a readable zip archive"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"PK\x03\x04 not a weight file at all").unwrap();
+        let e = Weights::load(&path, &schema, "tiny")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(name) && e.contains(want), "{e}");
+    }
     let e = Weights::load(&dir.path().join("absent.safetensors"), &schema, "tiny")
         .err()
         .unwrap()

@@ -37,7 +37,7 @@ fn every_number_equals_pycocotools_on_seeded_random_cases() {
     let refs = support::pycocotools(dir.path(), &files);
     assert_eq!(refs.len(), texts.len());
     let (mut exact, mut worst) = (0, 0.0f64);
-    let mut seen = [false; 5];
+    let mut seen = [false; 14];
     for (seed, ((gt_text, dt_text), r)) in texts.iter().zip(&refs).enumerate() {
         let gt = parse_ground_truth(gt_text, "gt").unwrap();
         let res = parse_results(dt_text, "dt", &gt).unwrap();
@@ -69,12 +69,43 @@ fn every_number_equals_pycocotools_on_seeded_random_cases() {
                 );
             }
         }
-        // What the cases reached: −1 stats, AP strictly between 0 and 1, crowds, >100 dets.
+        // The corners the cases reach: −1 stats, AP strictly between 0 and 1, crowds, unlisted
+        // categories, annotation id 0, images without boxes or without detections, more than
+        // 100 detections of one image and category, duplicates, tied scores.
         seen[0] |= stats.0.contains(&-1.0);
         seen[1] |= stats.0[0] > 0.0 && stats.0[0] < 1.0;
         seen[2] |= gt.annotations.iter().any(|a| a.iscrowd);
         seen[3] |= res.unknown_category > 0;
         seen[4] |= gt.annotations.iter().any(|a| a.id == 0);
+        let dets = &res.detections;
+        let has_gt = |i: i64| gt.annotations.iter().any(|a| a.image_id == i);
+        let has_dets = |i: i64| dets.iter().any(|d| d.image_id == i);
+        seen[5] |= gt.image_ids.iter().any(|&i| !has_gt(i) && has_dets(i));
+        seen[6] |= gt.image_ids.iter().any(|&i| has_gt(i) && !has_dets(i));
+        seen[7] |= gt.image_ids.iter().any(|&i| {
+            gt.category_ids.iter().any(|&c| {
+                dets.iter()
+                    .filter(|d| d.image_id == i && d.category_id == c)
+                    .count()
+                    > 100
+            })
+        });
+        // Tied scores and exact duplicates (same image, category, box and score).
+        seen[8] |= dets
+            .iter()
+            .enumerate()
+            .any(|(n, d)| dets[..n].iter().any(|e| e == d));
+        // Ground truth in every area range and at the ranges' boundaries (32², 96²).
+        let area = |f: &dyn Fn(f64) -> bool| gt.annotations.iter().any(|a| f(a.area));
+        seen[10] |= area(&|a| a < 1024.0);
+        seen[11] |= area(&|a| a > 1024.0 && a < 9216.0);
+        seen[12] |= area(&|a| a > 9216.0);
+        seen[13] |= area(&|a| a == 1024.0 || a == 9216.0);
+        seen[9] |= dets.iter().enumerate().any(|(n, d)| {
+            dets[..n]
+                .iter()
+                .any(|e| e.score == d.score && e.image_id == d.image_id && e.bbox != d.bbox)
+        });
     }
     assert!(
         seen.iter().all(|&s| s),

@@ -1,9 +1,10 @@
 //! focus-models: the Focus-DETR configuration and presets, the weight schema (every checkpoint
-//! name and shape, written once), safetensors loading and validation, and the synthetic weights
+//! name and shape, written once), weight loading (safetensors and PyTorch checkpoints) and validation, and the synthetic weights
 //! `focus-synth-v1`. The model, written once against the `Backend` trait, and
 //! (feature `torch`) the libtorch backend that executes it as the reference.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod model;
 pub mod postprocess;

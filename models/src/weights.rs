@@ -1,5 +1,6 @@
-//! Safetensors weights: strict, memory-mapped loading against a [`WeightSchema`], and atomic
-//! writing. f32 tensors are read in place from the mapping; f16, bf16 and f64 tensors are converted
+//! Weight files: strict loading against a [`WeightSchema`] of safetensors (memory-mapped) or
+//! PyTorch checkpoints ([`crate::checkpoint`]), and atomic writing. f32 tensors of a
+//! safetensors file are read in place from the mapping; f16, bf16 and f64 tensors are converted
 //! to f32 when a tensor is read, so the file is never copied whole into memory.
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use crate::checkpoint::{CheckpointOptions, PthCheckpoint};
 use crate::schema::{shape_to_string, Param, WeightSchema};
 
 /// Errors of reading or writing weight files.
@@ -44,6 +46,14 @@ pub enum WeightError {
         config: String,
         /// Every problem found.
         problems: Vec<Problem>,
+    },
+    /// A PyTorch checkpoint that cannot be read, or is refused.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
     },
     /// A tensor was asked for that the file does not provide (a programming error upstream).
     #[error("{path}: no tensor for key `{key}`")]
@@ -88,6 +98,13 @@ pub enum Problem {
         /// Dtype in the file.
         found: String,
     },
+    /// A state-dict entry holds something other than a tensor.
+    NotATensor {
+        /// The key.
+        key: String,
+        /// What it holds.
+        found: String,
+    },
     /// An alias and its canonical key are both present with different values.
     AliasMismatch {
         /// The alias key.
@@ -118,6 +135,9 @@ impl fmt::Display for Problem {
                 f,
                 "wrong dtype for `{key}`: found {found}, expected a float type (F32, F16, BF16 or F64)"
             ),
+            Problem::NotATensor { key, found } => {
+                write!(f, "`{key}` holds {found}, expected a tensor")
+            }
             Problem::AliasMismatch { alias, canonical } => write!(
                 f,
                 "`{alias}` and `{canonical}` name the same tensor but hold different values"
@@ -267,17 +287,102 @@ fn is_float(d: Dtype) -> bool {
     matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
 }
 
+/// A weight file of either kind, before any schema check.
+pub enum WeightFile {
+    /// A safetensors file (memory-mapped).
+    Safetensors(SafetensorsFile),
+    /// A PyTorch checkpoint (`.pth`, or a `.zip` holding one).
+    Pytorch(PthCheckpoint),
+}
+
+/// Whether a file's first bytes are a safetensors header (a little-endian JSON length, then
+/// `{`).
+fn looks_like_safetensors(path: &Path) -> bool {
+    let mut head = [0u8; 9];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head[8] == b'{'
+        && u64::from_le_bytes([
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+        ]) < 100_000_000
+}
+
+impl WeightFile {
+    /// Opens `path`: safetensors by extension (or, for other extensions, by its header),
+    /// anything else as a PyTorch checkpoint.
+    pub fn open(path: &Path, options: CheckpointOptions) -> Result<Self, WeightError> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let safetensors = match ext.as_str() {
+            "safetensors" => true,
+            "pth" | "pt" | "zip" | "pkl" | "bin" | "ckpt" => false,
+            _ => looks_like_safetensors(path),
+        };
+        Ok(if safetensors {
+            WeightFile::Safetensors(SafetensorsFile::open(path)?)
+        } else {
+            WeightFile::Pytorch(PthCheckpoint::open(path, options)?)
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            WeightFile::Safetensors(f) => f.path(),
+            WeightFile::Pytorch(c) => c.path(),
+        }
+    }
+
+    /// Tensor names with dtype and shape, sorted by name.
+    pub fn tensors(&self) -> Box<dyn Iterator<Item = (&str, Dtype, &[usize])> + '_> {
+        match self {
+            WeightFile::Safetensors(f) => Box::new(f.tensors()),
+            WeightFile::Pytorch(c) => Box::new(c.tensors()),
+        }
+    }
+
+    /// A tensor's values as f32; `None` for non-float dtypes.
+    pub fn read_f32(&self, key: &str) -> Result<Option<Cow<'_, [f32]>>, WeightError> {
+        match self {
+            WeightFile::Safetensors(f) => f.read_f32(key),
+            WeightFile::Pytorch(c) => c.read_f32(key),
+        }
+    }
+
+    /// State-dict entries that are not tensors (a PyTorch checkpoint's), with what they hold.
+    pub fn non_tensors(&self) -> &[(String, String)] {
+        match self {
+            WeightFile::Safetensors(_) => &[],
+            WeightFile::Pytorch(c) => c.non_tensors(),
+        }
+    }
+}
+
 /// Weights validated against a schema: every canonical key resolves to a tensor in the file.
 pub struct Weights {
-    file: SafetensorsFile,
+    file: WeightFile,
     /// canonical key → key present in the file (itself or an alias).
     source: HashMap<String, String>,
 }
 
 impl Weights {
-    /// Opens `path` and checks it strictly against `schema`; `config` names the schema in errors.
+    /// Opens `path` (safetensors or a PyTorch checkpoint's trained weights) and checks it
+    /// strictly against `schema`; `config` names the schema in errors.
     pub fn load(path: &Path, schema: &WeightSchema, config: &str) -> Result<Self, WeightError> {
-        let file = SafetensorsFile::open(path)?;
+        Self::load_with(path, schema, config, CheckpointOptions::default())
+    }
+
+    /// [`Weights::load`] with options for PyTorch checkpoints (e.g. the EMA weights).
+    pub fn load_with(
+        path: &Path,
+        schema: &WeightSchema,
+        config: &str,
+        options: CheckpointOptions,
+    ) -> Result<Self, WeightError> {
+        let file = WeightFile::open(path, options)?;
         let (source, problems) = check(&file, schema)?;
         if !problems.is_empty() {
             return Err(WeightError::Mismatch {
@@ -290,14 +395,14 @@ impl Weights {
     }
 
     /// The underlying file.
-    pub fn file(&self) -> &SafetensorsFile {
+    pub fn file(&self) -> &WeightFile {
         &self.file
     }
 
     /// A tensor's values as f32 (borrowed from the mapping when possible), by its schema entry.
     pub fn get(&self, p: &Param) -> Result<Cow<'_, [f32]>, WeightError> {
         let missing = || WeightError::NoSuchTensor {
-            path: self.file.path.clone(),
+            path: self.file.path().to_path_buf(),
             key: p.key.clone(),
         };
         let key = self.source.get(&p.key).ok_or_else(missing)?;
@@ -307,10 +412,16 @@ impl Weights {
 
 /// Compares a file with the schema; returns the canonical → file-key map and every problem.
 pub fn check(
-    file: &SafetensorsFile,
+    file: &WeightFile,
     schema: &WeightSchema,
 ) -> Result<(HashMap<String, String>, Vec<Problem>), WeightError> {
     let mut problems = Vec::new();
+    for (key, found) in file.non_tensors() {
+        problems.push(Problem::NotATensor {
+            key: key.clone(),
+            found: found.clone(),
+        });
+    }
     // Keys of the file that stand for each canonical key, in file-name order.
     let mut present: HashMap<&str, Vec<&str>> = HashMap::new();
     for (key, dtype, shape) in file.tensors() {
@@ -341,10 +452,12 @@ pub fn check(
         match present.get(e.key.as_str()) {
             None => {
                 // Report a missing key only when no variant of it is present at all (a wrong
-                // shape or dtype was reported already).
+                // shape, dtype or kind was reported already).
                 let reported = file
                     .tensors()
-                    .any(|(k, _, _)| schema.canonical_of(k) == Some(e.key.as_str()));
+                    .map(|(k, _, _)| k)
+                    .chain(file.non_tensors().iter().map(|(k, _)| k.as_str()))
+                    .any(|k| schema.canonical_of(k) == Some(e.key.as_str()));
                 if !reported {
                     problems.push(Problem::Missing {
                         key: e.key.clone(),

@@ -2,4 +2,5 @@
 //! moves here when it is next changed).
 
 pub mod check;
+pub mod convert;
 pub mod eval;

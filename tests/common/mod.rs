@@ -61,6 +61,7 @@ pub fn write_tiny_config(dir: &std::path::Path) -> PathBuf {
     p
 }
 pub mod golden;
+pub mod pth;
 
 /// One `#[test]` per golden case ([`golden::CASES`], in order), each calling `$check(case_name)`.
 #[macro_export]
