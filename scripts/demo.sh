@@ -44,5 +44,11 @@ fi
 "$bin" check --runtime ort --threads 2 --weights demo/focus_detr_r50_synth.safetensors \
   --model demo/focus_detr_r50_check.onnx \
   --coco-ann tests/data/coco_subset/annotations.json --coco-images .runtimes/photos --limit 2 \
-  --results-dir demo/coco_results --accuracy-pass forced --report demo/check_report.json
-echo "demo: exported demo/focus_detr_r50.onnx, ran it on ONNX Runtime and the torch reference, and checked parity on photos (outputs and report in demo/)"
+  --results-dir demo/coco_results --accuracy-pass forced --report demo/check_report.json \
+  --html demo/check_report.html
+# Pictures: what the exported model keeps on a photo (foreground scores, kept tokens per layer,
+# object tokens, proposals, detections; demo/explain/sheet.png shows them side by side), and its
+# labelled detections.
+"$bin" explain --model demo/focus_detr_r50_check.onnx --threads 2 --image .runtimes/photos/astronaut.png -o demo/explain
+"$bin" predict --model demo/focus_detr_r50.onnx --threads 2 --image .runtimes/photos/astronaut.png --draw demo/astronaut_detections.png
+echo "demo: exported demo/focus_detr_r50.onnx, ran it on ONNX Runtime and the torch reference, checked parity on photos (report: demo/check_report.html), and drew what it selects (demo/explain/sheet.png)"

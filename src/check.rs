@@ -895,7 +895,8 @@ pub fn tolerances_json() -> serde_json::Value {
     })
 }
 
-fn status_word(s: Status) -> &'static str {
+/// The word a report uses for a verdict.
+pub fn status_word(s: Status) -> &'static str {
     match s {
         Status::Pass => "ok",
         Status::Explained => "explained",

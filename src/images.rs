@@ -1,6 +1,5 @@
 //! Image input and output: decoding (JPEG, PNG, WebP, with EXIF orientation), the official
-//! test-time resize rule, pixel normalisation into the model's `images` tensor, and drawing
-//! detections.
+//! test-time resize rule, and pixel normalisation into the model's `images` tensor and back.
 
 use std::path::Path;
 
@@ -9,7 +8,6 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Rgb, RgbImage};
 
 use crate::tensors::HostTensor;
 use focus_models::config::PreprocessConfig;
-use focus_models::postprocess::Detections;
 
 /// Errors of reading or writing images.
 #[derive(Debug, thiserror::Error)]
@@ -95,48 +93,26 @@ pub fn normalise(img: &RgbImage, p: &PreprocessConfig) -> HostTensor {
     HostTensor::f32(vec![1, 3, h, w], data)
 }
 
-/// A distinct colour per class.
-fn colour(label: i64) -> Rgb<u8> {
-    let h = (label as u32).wrapping_mul(2_654_435_761);
-    Rgb([
-        (h >> 24) as u8 | 0x40,
-        (h >> 16) as u8 | 0x40,
-        (h >> 8) as u8 | 0x40,
-    ])
-}
-
-/// Draws each detection's box (2 px, coloured by class) on a copy of `img` and saves it.
-pub fn draw(img: &RgbImage, dets: &Detections, path: &Path) -> Result<(), ImageError> {
-    let mut out = img.clone();
-    let (w, h) = (out.width() as i64, out.height() as i64);
-    for (b, l) in dets.boxes.iter().zip(&dets.labels) {
-        let c = colour(*l);
-        let [x1, y1, x2, y2] = b.map(|v| v.round() as i64);
-        for t in 0..2 {
-            for x in x1..=x2 {
-                for y in [y1 + t, y2 - t] {
-                    if (0..w).contains(&x) && (0..h).contains(&y) {
-                        out.put_pixel(x as u32, y as u32, c);
-                    }
-                }
-            }
-            for y in y1..=y2 {
-                for x in [x1 + t, x2 - t] {
-                    if (0..w).contains(&x) && (0..h).contains(&y) {
-                        out.put_pixel(x as u32, y as u32, c);
-                    }
-                }
-            }
-        }
-    }
-    let werr = |e: &dyn std::fmt::Display| ImageError::Write {
-        path: path.display().to_string(),
-        message: e.to_string(),
+/// Row `row` of a normalised `images` tensor [B, 3, H, W] back to RGB pixels (the inverse of
+/// [`normalise`], rounded and clamped): the picture behind a tensor input. `None` when the
+/// tensor is not float32 [B, 3, H, W] or has no such row.
+pub fn denormalise(t: &HostTensor, p: &PreprocessConfig, row: usize) -> Option<RgbImage> {
+    let [b, 3, h, w] = t.shape[..] else {
+        return None;
     };
-    let format = image::ImageFormat::from_path(path).map_err(|e| werr(&e))?;
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    out.write_to(&mut bytes, format).map_err(|e| werr(&e))?;
-    focus_models::weights::write_atomically(path, bytes.get_ref()).map_err(|e| werr(&e))
+    if row >= b {
+        return None;
+    }
+    let v = t.as_f32()?;
+    let plane = h * w;
+    let base = row * 3 * plane;
+    Some(RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        Rgb(std::array::from_fn(|c| {
+            let px = v[base + c * plane + i] * p.pixel_std[c] + p.pixel_mean[c];
+            px.round().clamp(0.0, 255.0) as u8
+        }))
+    }))
 }
 
 #[cfg(test)]
@@ -163,5 +139,7 @@ mod tests {
         assert_eq!(v[0], (255.0f32 - 123.675) / 58.395);
         assert_eq!(v[2], (0.0f32 - 116.28) / 57.12);
         assert_eq!(v[4], (128.0f32 - 103.53) / 57.375);
+        assert_eq!(denormalise(&t, &p, 0), Some(img));
+        assert_eq!(denormalise(&t, &p, 1), None);
     }
 }

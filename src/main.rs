@@ -165,10 +165,11 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Detect objects in a photo: resize and normalise it as the official test pipeline does,
     /// run the model, and print (or draw) the detections in original-image pixels.
-    Predict {
-        #[command(flatten)]
-        run: PredictArgs,
-    },
+    Predict(commands::predict::PredictArgs),
+    /// Pictures of what the model selects on one photo: foreground scores per feature level, the
+    /// tokens each encoder layer keeps, the object tokens, the proposals and the detections,
+    /// and a sheet of them all side by side.
+    Explain(commands::predict::ExplainArgs),
     /// Report the runtimes this binary can use, and how to install what is missing.
     Doctor {
         /// Also require CUDA and the GPU providers of ONNX Runtime.
@@ -197,34 +198,6 @@ enum ProviderKind {
     Cuda,
     /// TensorRT.
     Tensorrt,
-}
-
-/// Arguments of `predict`.
-#[derive(Args)]
-struct PredictArgs {
-    /// Weights (.safetensors).
-    #[arg(long)]
-    weights: PathBuf,
-    #[command(flatten)]
-    config: ConfigArg,
-    /// The photo (JPEG, PNG or WebP).
-    #[arg(long)]
-    image: PathBuf,
-    /// Write the photo with the detections drawn on it (PNG or JPEG by extension).
-    #[arg(long)]
-    draw: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Show detections with at least this score.
-    #[arg(long, default_value_t = 0.3)]
-    score_threshold: f32,
-    /// Show at most this many detections.
-    #[arg(long, default_value_t = 100)]
-    top: usize,
-    /// Device for the torch runtime: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 /// How to build a runtime: what it loads and its execution options (shared by `run`, `bench`,
@@ -257,22 +230,6 @@ struct RuntimeArgs {
     /// CPU threads of the runtime (default: the runtime's own choice).
     #[arg(long)]
     threads: Option<usize>,
-}
-
-impl RuntimeArgs {
-    fn new(config: ConfigArg) -> Self {
-        RuntimeArgs {
-            weights: None,
-            model: None,
-            config,
-            provider: ProviderKind::Cpu,
-            fp16: false,
-            engine_cache: None,
-            trt_profile: None,
-            device: "cpu".into(),
-            threads: None,
-        }
-    }
 }
 
 /// What the torch reference computes besides the outputs.
@@ -419,7 +376,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Check(args)) => commands::check::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Convert(args)) => commands::convert::run(&args),
-        Some(Command::Predict { run }) => predict(&run),
+        Some(Command::Predict(args)) => commands::predict::predict(&args),
+        Some(Command::Explain(args)) => commands::predict::explain(&args),
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
             print!("{}", report.render());
@@ -430,108 +388,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
-}
-
-fn predict(args: &PredictArgs) -> Result<ExitCode> {
-    use focus_export::images;
-    use focus_models::postprocess::{clip_and_drop, COCO_IDS, COCO_NAMES};
-    let cfg = args.config.load()?;
-    let img = images::load_rgb(&args.image)?;
-    let (orig_h, orig_w) = (img.height() as f32, img.width() as f32);
-    let (_, input) = images::preprocess(&img, &cfg.preprocess);
-    let (in_h, in_w) = (input.shape[2] as f32, input.shape[3] as f32);
-    let mut run = RuntimeArgs::new(args.config.clone());
-    run.weights = Some(args.weights.clone());
-    run.device = args.device.clone();
-    let mut rt = make_runtime(RuntimeKind::Torch, &run, ModelFlags::default())?;
-    let mut inputs = focus_export::tensors::TensorMap::new();
-    inputs.insert("images".into(), input);
-    let out = rt
-        .run(&inputs)
-        .with_context(|| format!("running {} on {}", rt.name(), args.image.display()))?;
-    let get = |k: &str| {
-        out.get(k)
-            .with_context(|| format!("the runtime returned no `{k}`"))
-    };
-    let scores = get("scores")?
-        .as_f32()
-        .context("`scores` is not float")?
-        .to_vec();
-    let labels = get("labels")?
-        .as_i64()
-        .context("`labels` is not int64")?
-        .to_vec();
-    let boxes: Vec<[f32; 4]> = get("boxes_xyxy")?
-        .as_f32()
-        .context("`boxes_xyxy` is not float")?
-        .chunks_exact(4)
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect();
-    let all = clip_and_drop(&scores, &labels, &boxes, (in_h, in_w), (orig_h, orig_w));
-    let keep: Vec<usize> = (0..all.scores.len())
-        .filter(|&i| all.scores[i] >= args.score_threshold)
-        .take(args.top)
-        .collect();
-    let shown = focus_models::postprocess::Detections {
-        scores: keep.iter().map(|&i| all.scores[i]).collect(),
-        labels: keep.iter().map(|&i| all.labels[i]).collect(),
-        boxes: keep.iter().map(|&i| all.boxes[i]).collect(),
-    };
-    let name = |l: i64| COCO_NAMES.get(l as usize).copied().unwrap_or("?");
-    let id = |l: i64| COCO_IDS.get(l as usize).copied().unwrap_or(0);
-    if args.json {
-        let dets: Vec<_> = (0..shown.scores.len())
-            .map(|i| {
-                serde_json::json!({
-                    "score": shown.scores[i],
-                    "label": shown.labels[i],
-                    "category_id": id(shown.labels[i]),
-                    "name": name(shown.labels[i]),
-                    "bbox_xyxy": shown.boxes[i],
-                })
-            })
-            .collect();
-        let doc = serde_json::json!({
-            "image": args.image.display().to_string(),
-            "image_size": [orig_h as u32, orig_w as u32],
-            "input_size": [in_h as u32, in_w as u32],
-            "runtime": rt.name(),
-            "detections": dets,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!(
-            "{}: {}×{} (model input {}×{}), {} detection(s) with score ≥ {} (of {})",
-            args.image.display(),
-            orig_w,
-            orig_h,
-            in_w,
-            in_h,
-            shown.scores.len(),
-            args.score_threshold,
-            all.scores.len()
-        );
-        for i in 0..shown.scores.len() {
-            let b = shown.boxes[i];
-            println!(
-                "  {:>6.3}  {:>2} {:<16} [{:.1}, {:.1}, {:.1}, {:.1}]",
-                shown.scores[i],
-                id(shown.labels[i]),
-                name(shown.labels[i]),
-                b[0],
-                b[1],
-                b[2],
-                b[3]
-            );
-        }
-    }
-    if let Some(path) = &args.draw {
-        images::draw(&img, &shown, path)?;
-        if !args.json {
-            println!("drew {} box(es) on {}", shown.scores.len(), path.display());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Builds the runtime of `kind` that `args` ask for (`flags` apply to the torch reference).

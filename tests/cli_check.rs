@@ -86,7 +86,9 @@ fn coco_run() -> &'static (bool, String, String, serde_json::Value, PathBuf) {
         // README's "Selections"); the forced pass is what must equal the reference here.
         cmd.arg("--results-dir")
             .arg(&results)
-            .args(["--accuracy-pass", "forced"]);
+            .args(["--accuracy-pass", "forced"])
+            .arg("--html")
+            .arg(tmp("check_coco.html"));
         let (ok, stdout, stderr) = common::output(cmd);
         eprintln!("{stdout}");
         let r = if ok {
@@ -154,6 +156,52 @@ fn check_passes_on_the_coco_subset_of_real_photos() {
     assert_eq!(
         r["results_files"]["reference"],
         results.join("reference.json").display().to_string()
+    );
+}
+
+#[test]
+fn the_html_report_of_the_coco_subset_is_self_contained_and_complete() {
+    let (ok, stdout, stderr, r, _) = coco_run();
+    assert!(ok, "check failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(tmp("check_coco.html")).unwrap();
+    common::assert_self_contained_html(&text);
+    let doc = scraper::Html::parse_document(&text);
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    let texts =
+        |s: &str| -> Vec<String> { doc.select(&sel(s)).map(|e| e.text().collect()).collect() };
+    // One section per photo, each with both sides' detections.
+    let sections = doc.select(&sel("section")).count();
+    assert_eq!(sections, 4);
+    let figures = texts("figure figcaption");
+    let side = |who: &str| figures.iter().filter(|c| c.starts_with(who)).count();
+    assert_eq!(
+        (side("reference:"), side("exported model:")),
+        (4, 4),
+        "{figures:?}"
+    );
+    // The AP table, with the reference's AP as the JSON report has it.
+    let caps = texts("caption");
+    assert!(
+        caps.iter()
+            .any(|c| c.starts_with("COCO accuracy on 4 image(s)")),
+        "{caps:?}"
+    );
+    let ap = format!("{:.4}", r["accuracy"]["reference"]["AP"].as_f64().unwrap());
+    assert!(
+        texts("td").contains(&ap),
+        "reference AP {ap} not in the table"
+    );
+    // Every free-running divergence is shown on the token map.
+    let diverged = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["first_divergence"].is_null())
+        .count();
+    let token_maps = doc.select(&sel("figure.tokens")).count();
+    assert!(
+        token_maps >= diverged,
+        "{token_maps} token maps for {diverged} divergences"
     );
 }
 

@@ -61,6 +61,10 @@ pub struct CheckArgs {
     /// Write the full report as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write the report as one self-contained HTML file (pictures inlined): detections side by
+    /// side, differing selections on the token map, tensor and AP tables.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Print every tensor and stage, not only the summary of each input.
     #[arg(long)]
     verbose: bool,
@@ -153,6 +157,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     }
     let (mut reference_dets, mut exported_dets) = (Vec::new(), Vec::new());
     let mut forced_dets = fully_forced.then(Vec::new);
+    let mut sections = Vec::new();
     for item in &items {
         bar.set_message(item.name.clone());
         let ctx = |who: &str| format!("running {who} on {}", item.source.display());
@@ -191,6 +196,21 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             rep.name = item.name.clone();
         }
         bar.suspend(|| print!("{}", focus_export::check::render(&rep, args.verbose)));
+        if args.html.is_some() {
+            let picture = item
+                .tensors
+                .get("images")
+                .and_then(|t| focus_export::images::denormalise(t, &cfg.preprocess, 0));
+            sections.push(
+                focus_export::report_html::case_section(
+                    &rep,
+                    picture.as_ref(),
+                    &want,
+                    &checked.free,
+                )
+                .with_context(|| format!("the HTML report's pictures of {}", item.name))?,
+            );
+        }
         reports.push(rep);
         bar.inc(1);
     }
@@ -258,7 +278,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         }
     }
     let accuracy_ok = accuracy.as_ref().is_none_or(|a| a.passed);
-    println!(
+    let summary = format!(
         "{} vs {} on {} input(s): {pass} identical within tolerance, {explained} with explained \
          near-tie divergences, {fail} failed; forced ok {forced_ok}/{n}, free-running identical \
          {free_identical}/{n}{}{}",
@@ -284,7 +304,30 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         },
         n = reports.len(),
     );
+    println!("{summary}");
     let passed = fail == 0 && accuracy_ok;
+    if let Some(path) = &args.html {
+        let title = format!(
+            "focus-export check: {} on {} vs {}: {}",
+            model.display(),
+            runtime_name,
+            reference.name(),
+            if passed { "passed" } else { "FAILED" }
+        );
+        let reference_name = reference.name();
+        let doc = focus_export::report_html::document(
+            &title,
+            passed,
+            &[summary.clone()],
+            accuracy
+                .as_ref()
+                .map(|a| (a, reference_name.as_str(), runtime_name.as_str())),
+            &sections,
+        );
+        write_atomically(path, doc.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("HTML report: {}", path.display());
+    }
     if let Some(path) = &args.report {
         let doc = serde_json::json!({
             "model": model.display().to_string(),

@@ -124,3 +124,46 @@ pub fn pycocotools(gt: &std::path::Path, dt: &std::path::Path) -> (Vec<f64>, Vec
         .collect();
     (stats, lines)
 }
+
+/// Asserts that `text` parses as HTML without errors and loads nothing from elsewhere: every
+/// `src`/`href`-like attribute is a data URI or an in-page anchor, and there is no script,
+/// stylesheet link, frame, embedded object, `<base>`, CSS `url(…)` or `@import`.
+pub fn assert_self_contained_html(text: &str) {
+    let doc = scraper::Html::parse_document(text);
+    assert!(doc.errors.is_empty(), "HTML parse errors: {:?}", doc.errors);
+    let all = scraper::Selector::parse("*").unwrap();
+    let mut elements = 0;
+    for el in doc.select(&all) {
+        elements += 1;
+        let name = el.value().name();
+        assert!(
+            !["script", "link", "iframe", "frame", "object", "embed", "base"].contains(&name),
+            "<{name}> in a self-contained report"
+        );
+        for (attr, value) in el.value().attrs() {
+            if [
+                "src",
+                "href",
+                "srcset",
+                "poster",
+                "data",
+                "action",
+                "background",
+            ]
+            .contains(&attr)
+            {
+                assert!(
+                    value.starts_with("data:") || value.starts_with('#'),
+                    "<{name} {attr}=\"{}…\"> refers outside the file",
+                    &value[..value.len().min(60)]
+                );
+            }
+            assert!(!attr.starts_with("on"), "event handler {attr} on <{name}>");
+        }
+        if name == "style" {
+            let css: String = el.text().collect();
+            assert!(!css.contains("url(") && !css.contains("@import"), "{css}");
+        }
+    }
+    assert!(elements > 10, "an almost empty page");
+}
