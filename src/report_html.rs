@@ -22,9 +22,11 @@ const MAX_WIDTH: u32 = 560;
 const SHOWN_MIN_SCORE: f32 = 0.3;
 /// At most this many detections per picture.
 const SHOWN_TOP: usize = 100;
-/// Outline of tokens only the reference selected.
+/// Detections shown when none reaches [`SHOWN_MIN_SCORE`].
+const FALLBACK_TOP: usize = 10;
+/// Tokens only the reference selected.
 const ONLY_REFERENCE: Rgb<u8> = Rgb([255, 40, 40]);
-/// Outline of tokens only the exported model selected.
+/// Tokens only the exported model selected.
 const ONLY_EXPORTED: Rgb<u8> = Rgb([40, 160, 255]);
 
 /// Escapes text for HTML content and attribute values.
@@ -151,20 +153,32 @@ pub fn case_section(
         let small_hw = (small.height() as usize, small.width() as usize);
         s += "<div class=\"pair\">";
         for (who, out) in [("reference", reference), ("exported model", exported)] {
-            let caption = match photo_detections(
-                out,
-                input_hw,
-                small_hw,
-                SHOWN_MIN_SCORE,
-                SHOWN_TOP,
-            ) {
-                Ok(dets) => {
+            // Low-confidence models (e.g. synthetic weights) still show their best few.
+            let shown = photo_detections(out, input_hw, small_hw, SHOWN_MIN_SCORE, SHOWN_TOP)
+                .and_then(|d| {
+                    if d.scores.is_empty() {
+                        photo_detections(out, input_hw, small_hw, f32::NEG_INFINITY, FALLBACK_TOP)
+                            .map(|d| {
+                                (
+                                    d,
+                                    format!(
+                                        "none reaches {SHOWN_MIN_SCORE}: the best {FALLBACK_TOP}"
+                                    ),
+                                )
+                            })
+                    } else {
+                        let n = d.scores.len();
+                        Ok((d, format!("{n} with score ≥ {SHOWN_MIN_SCORE}")))
+                    }
+                });
+            let caption = match shown {
+                Ok((dets, what)) => {
                     let mut img = small.clone();
                     draw_detections(&mut img, &labelled(&dets));
                     format!(
-                        "{}<figcaption>{who}: {} detection(s) with score ≥ {SHOWN_MIN_SCORE}</figcaption>",
+                        "{}<figcaption>{who}: detections, {}</figcaption>",
                         img_tag(&img, who)?,
-                        dets.scores.len()
+                        escape(&what)
                     )
                 }
                 Err(e) => format!(
@@ -199,7 +213,7 @@ pub fn case_section(
         s += "</table>";
     }
     // The differing stages on the token map: the reference's selection shown in colour, tokens
-    // only one side selected outlined.
+    // only one side selected painted.
     if let (Some(p), Some(small)) = (picture, &small) {
         let input_hw = (p.height() as usize, p.width() as usize);
         let small_hw = (small.height() as usize, small.width() as usize);
@@ -224,8 +238,8 @@ pub fn case_section(
             only_r.sort_unstable();
             only_e.sort_unstable();
             let mut img = grid.selection_map(small, r);
-            grid.outline_tokens(&mut img, &only_r, ONLY_REFERENCE);
-            grid.outline_tokens(&mut img, &only_e, ONLY_EXPORTED);
+            grid.mark_tokens(&mut img, &only_r, ONLY_REFERENCE);
+            grid.mark_tokens(&mut img, &only_e, ONLY_EXPORTED);
             let _ = write!(
                 s,
                 "<figure class=\"tokens\">{}<figcaption>{}: {} token(s) only the reference \

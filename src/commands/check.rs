@@ -318,7 +318,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         let doc = focus_export::report_html::document(
             &title,
             passed,
-            &[summary.clone()],
+            std::slice::from_ref(&summary),
             accuracy
                 .as_ref()
                 .map(|a| (a, reference_name.as_str(), runtime_name.as_str())),

@@ -276,7 +276,12 @@ pub fn sheet(rows: &[Vec<Panel<'_>>]) -> RgbImage {
             // Titles longer than the panel are cut with ".." so neighbours stay readable.
             let fits = (PANEL_WIDTH / TextSize::Small.measure("m").0.max(1)) as usize;
             let title: String = if panel.title.chars().count() > fits {
-                panel.title.chars().take(fits.saturating_sub(2)).chain("..".chars()).collect()
+                panel
+                    .title
+                    .chars()
+                    .take(fits.saturating_sub(2))
+                    .chain("..".chars())
+                    .collect()
             } else {
                 panel.title.clone()
             };

@@ -5,7 +5,7 @@
 
 use image::{Rgb, RgbImage};
 
-use super::{dimmed, heat, mix, stroke_rect, PictureError};
+use super::{dimmed, fill_rect, heat, mix, stroke_rect, PictureError};
 
 /// One feature level's grid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,14 +205,15 @@ impl TokenGrid {
         out
     }
 
-    /// Outlines tokens (e.g. the ones where two selections differ) in `colour`.
-    pub fn outline_tokens(&self, img: &mut RgbImage, tokens: &[i64], colour: Rgb<u8>) {
-        let t = i64::from((img.width().min(img.height()) / 400).max(1));
+    /// Paints tokens (e.g. the ones where two selections differ) solid in `colour`, each with
+    /// a black edge, so even a P3 token stays visible on a scaled-down picture.
+    pub fn mark_tokens(&self, img: &mut RgbImage, tokens: &[i64], colour: Rgb<u8>) {
         for &tok in tokens {
-            if let Some((_, [x0, y0, x1, y1])) =
-                usize::try_from(tok).ok().and_then(|t| self.photo_rect(t))
-            {
-                stroke_rect(img, x0.into(), y0.into(), x1.into(), y1.into(), t, colour);
+            let rect = usize::try_from(tok).ok().and_then(|t| self.photo_rect(t));
+            if let Some((_, [x0, y0, x1, y1])) = rect {
+                let (x0, y0, x1, y1) = (x0.into(), y0.into(), x1.into(), y1.into());
+                fill_rect(img, x0, y0, x1, y1, colour);
+                stroke_rect(img, x0, y0, x1, y1, 1, Rgb([0, 0, 0]));
             }
         }
     }
