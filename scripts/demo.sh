@@ -48,7 +48,7 @@ fi
   --html demo/check_report.html
 # Pictures: what the exported model keeps on a photo (foreground scores, kept tokens per layer,
 # object tokens, proposals, detections; demo/explain/sheet.png shows them side by side), and its
-# labelled detections.
-"$bin" explain --model demo/focus_detr_r50_check.onnx --threads 2 --image .runtimes/photos/astronaut.png -o demo/explain
-"$bin" predict --model demo/focus_detr_r50.onnx --threads 2 --image .runtimes/photos/astronaut.png --draw demo/astronaut_detections.png
+# labelled detections (synthetic weights score low: threshold 0.1).
+"$bin" explain --model demo/focus_detr_r50_check.onnx --threads 2 --image .runtimes/photos/astronaut.png --score-threshold 0.1 -o demo/explain
+"$bin" predict --model demo/focus_detr_r50.onnx --threads 2 --image .runtimes/photos/astronaut.png --score-threshold 0.1 --draw demo/astronaut_detections.png
 echo "demo: exported demo/focus_detr_r50.onnx, ran it on ONNX Runtime and the torch reference, checked parity on photos (report: demo/check_report.html), and drew what it selects (demo/explain/sheet.png)"
