@@ -160,9 +160,7 @@ fn staging_path(output: &Path) -> Result<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".focus-export-convert-")
-        .suffix(".tmp")
+    let tmp = focus_models::weights::output_tempfile_builder(".focus-export-convert-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.into_temp_path()
