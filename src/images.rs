@@ -9,7 +9,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Rgb, RgbImage};
 use crate::tensors::HostTensor;
 use focus_models::config::PreprocessConfig;
 
-/// Errors of reading or writing images.
+/// Errors of reading images.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The file could not be opened or decoded.
@@ -18,14 +18,6 @@ pub enum ImageError {
         /// The file.
         path: String,
         /// What the decoder said.
-        message: String,
-    },
-    /// The picture could not be written.
-    #[error("{path}: cannot write the image: {message}")]
-    Write {
-        /// The file.
-        path: String,
-        /// What the encoder said.
         message: String,
     },
 }

@@ -148,9 +148,14 @@ pub fn case_section(
             image::imageops::resize(p, MAX_WIDTH, h, FilterType::Triangle)
         }
     });
-    if let (Some(p), Some(small)) = (picture, &small) {
-        let input_hw = (p.height() as usize, p.width() as usize);
-        let small_hw = (small.height() as usize, small.width() as usize);
+    // (input size, picture size) of the pictures drawn below: detections and token maps.
+    let sizes = picture.zip(small.as_ref()).map(|(p, small)| {
+        (
+            (p.height() as usize, p.width() as usize),
+            (small.height() as usize, small.width() as usize),
+        )
+    });
+    if let (Some(small), Some((input_hw, small_hw))) = (&small, sizes) {
         s += "<div class=\"pair\">";
         for (who, out) in [("reference", reference), ("exported model", exported)] {
             // Low-confidence models (e.g. synthetic weights) still show their best few.
@@ -214,9 +219,9 @@ pub fn case_section(
     }
     // The differing stages on the token map: the reference's selection shown in colour, tokens
     // only one side selected painted.
-    if let (Some(p), Some(small)) = (picture, &small) {
-        let input_hw = (p.height() as usize, p.width() as usize);
-        let small_hw = (small.height() as usize, small.width() as usize);
+    let grid =
+        sizes.and_then(|(input_hw, small_hw)| token_grid(reference, input_hw, small_hw).ok());
+    if let (Some(small), Some(grid)) = (&small, &grid) {
         let differing = report
             .selections
             .iter()
@@ -224,9 +229,6 @@ pub fn case_section(
         for sel in differing {
             let (Some(r), Some(e)) = (row0(reference, &sel.stage), row0(exported, &sel.stage))
             else {
-                continue;
-            };
-            let Ok(grid) = token_grid(reference, input_hw, small_hw) else {
                 continue;
             };
             let (rs, es): (
