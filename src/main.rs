@@ -170,12 +170,35 @@ enum Command {
     /// tokens each encoder layer keeps, the object tokens, the proposals and the detections,
     /// and a sheet of them all side by side.
     Explain(commands::predict::ExplainArgs),
+    /// Check an ONNX model against TensorRT 10's ONNX parser restrictions (onnx-tensorrt's
+    /// documented rules for the ops focus-export emits); exits 1 on a violation.
+    Lint {
+        /// The deployment target whose rules apply.
+        #[arg(long, value_enum, default_value = "tensorrt")]
+        target: LintTarget,
+        /// The model (.onnx).
+        #[arg(required_unless_present = "rules")]
+        model: Option<PathBuf>,
+        /// Print the rules table (each rule with its source) instead of linting.
+        #[arg(long)]
+        rules: bool,
+        /// Also list the checks the lint could not decide (types or shapes it cannot infer).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Report the runtimes this binary can use, and how to install what is missing.
     Doctor {
         /// Also require CUDA and the GPU providers of ONNX Runtime.
         #[arg(long)]
         gpu: bool,
     },
+}
+
+/// Targets `lint` knows the rules of.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LintTarget {
+    /// TensorRT 10 (directly, or through ONNX Runtime's TensorRT provider).
+    Tensorrt,
 }
 
 /// Which runtime executes the model.
@@ -230,6 +253,11 @@ struct RuntimeArgs {
     /// CPU threads of the runtime (default: the runtime's own choice).
     #[arg(long)]
     threads: Option<usize>,
+    /// ONNX Runtime: run TensorRT plugin nodes (the `--target tensorrt` export) with
+    /// focus-export's CPU emulation of the plugin, to check that model without TensorRT. This
+    /// is not TensorRT: it proves the graph around the plugin, not TensorRT's kernels.
+    #[arg(long)]
+    emulate_trt_plugins: bool,
 }
 
 /// What the torch reference computes besides the outputs.
@@ -378,6 +406,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Convert(args)) => commands::convert::run(&args),
         Some(Command::Predict(args)) => commands::predict::predict(&args),
         Some(Command::Explain(args)) => commands::predict::explain(&args),
+        Some(Command::Lint {
+            target: LintTarget::Tensorrt,
+            model,
+            rules,
+            verbose,
+        }) => {
+            if rules {
+                print!("{}", focus_exporters::lint::rules_table());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let model = model.context("lint: a model file is required")?;
+            let report = focus_exporters::lint::lint_tensorrt_file(&model)?;
+            Ok(print_lint(&model.display().to_string(), &report, verbose))
+        }
         Some(Command::Doctor { gpu }) => {
             let report = doctor::diagnose(gpu);
             print!("{}", report.render());
@@ -461,9 +503,13 @@ fn ort_runtime(args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Run
             }
         }
     };
+    if args.emulate_trt_plugins && matches!(provider, Provider::TensorRt { .. }) {
+        bail!("--emulate-trt-plugins is for the CPU and CUDA providers: with --provider tensorrt, TensorRT runs its own plugin");
+    }
     let opts = OrtOptions {
         provider,
         threads: args.threads,
+        emulate_trt_plugins: args.emulate_trt_plugins,
     };
     Ok(Box::new(OrtRuntime::new(model, &opts)?))
 }
@@ -606,7 +652,7 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         }
     );
     if summary.forms.msda == focus_exporters::MsdaForm::TrtPlugin {
-        println!("  note     the TensorRT plugin node runs only where TensorRT takes it (TensorRT, or ONNX Runtime's TensorRT provider)");
+        println!("  note     the TensorRT plugin node runs only where TensorRT takes it (TensorRT, or ONNX Runtime's TensorRT provider); `--emulate-trt-plugins` runs it on the CPU for checks");
     }
     if let Some(s) = args.static_shape {
         println!(
@@ -616,7 +662,57 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
             s.batch.map_or_else(|| "dynamic".into(), |b| b.to_string())
         );
     }
+    if args.target == Some(focus_exporters::Target::TensorRt) {
+        // Every TensorRT export is linted against the parser's rules (from the bytes written).
+        let report = focus_exporters::lint::lint_tensorrt_bytes(&summary.bytes)
+            .map_err(|e| anyhow::anyhow!("linting the exported model: {e}"))?;
+        return Ok(print_lint(
+            &args.output.display().to_string(),
+            &report,
+            false,
+        ));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a TensorRT lint report; exit 1 on a violation.
+fn print_lint(what: &str, report: &focus_exporters::lint::LintReport, verbose: bool) -> ExitCode {
+    for v in &report.violations {
+        println!("  violation  {v}");
+    }
+    if verbose {
+        for u in &report.undecided {
+            println!("  undecided  {u}");
+        }
+    }
+    let undecided = if report.undecided.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} check(s) undecided (types or shapes not inferable{})",
+            report.undecided.len(),
+            if verbose {
+                ""
+            } else {
+                ", --verbose lists them"
+            }
+        )
+    };
+    if report.ok() {
+        println!(
+            "TensorRT lint: {what}: {} nodes, no violation of the TensorRT 10 ONNX parser's rules{undecided}",
+            report.nodes
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "TensorRT lint: {what}: {} violation(s) of rule(s) {} in {} nodes{undecided}; `focus-export lint --rules` lists the rules and their sources",
+            report.violations.len(),
+            report.rules_broken().join(", "),
+            report.nodes
+        );
+        ExitCode::FAILURE
+    }
 }
 
 /// Hex sha256 of a file, streamed.
@@ -938,6 +1034,7 @@ fn bench_ops(
                     &OrtOptions {
                         provider: Provider::Cpu,
                         threads,
+                        emulate_trt_plugins: false,
                     },
                 )
                 .map(|r| Box::new(r) as Box<dyn Runtime>)

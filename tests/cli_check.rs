@@ -313,6 +313,29 @@ fn forcing_reproduces_the_reference_on_every_photo_with_tract() {
 }
 
 #[test]
+fn the_tensorrt_form_with_the_plugin_emulated_passes_check_on_every_photo() {
+    let model = golden::export_model(
+        &["--target", "tensorrt", "--debug", "--selection-inputs"],
+        "tensorrt_forced.onnx",
+    );
+    let json = tmp("check_coco_tensorrt_emulated.json");
+    let mut cmd = coco_check_cmd("ort", &model, &json);
+    cmd.arg("--emulate-trt-plugins");
+    let (ok, stdout, stderr) = common::output(cmd);
+    eprintln!("{stdout}");
+    assert!(ok, "check failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ort-cpu+trt-plugin-emulation vs torch"),
+        "{stdout}"
+    );
+    let r = report(&json);
+    assert_eq!(r["forced_ok"], 4, "{stdout}");
+    for c in r["cases"].as_array().unwrap() {
+        assert_eq!(c["forced_within_budget"], true, "{}", c["name"]);
+    }
+}
+
+#[test]
 fn check_runs_tract_too() {
     let mut cmd = check_cmd("tract", forced_model());
     cmd.arg("--input")

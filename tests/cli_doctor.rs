@@ -51,3 +51,45 @@ fn doctor_rejects_a_wrong_ort_dylib_path() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_gpu_check_script_skips_every_gpu_part_here_and_says_why() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let has_gpu_driver = std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_gpu_driver {
+        eprintln!("SKIPPED: this machine has an NVIDIA GPU; run scripts/gpu-check.sh itself");
+        return;
+    }
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gpu-check");
+    let run = std::process::Command::new("bash")
+        .arg(root.join("scripts/gpu-check.sh"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let parts = summary["parts"].as_array().unwrap();
+    let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["tensorrt-fp32", "tensorrt-fp16", "cuda"],
+        "{summary}"
+    );
+    for p in parts {
+        assert_eq!(p["status"], "skipped", "{p}");
+        assert!(
+            p["reason"].as_str().is_some_and(|r| r.contains("NVIDIA")),
+            "{p}"
+        );
+    }
+}

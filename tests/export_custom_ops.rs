@@ -1,8 +1,10 @@
 //! Whole-model parity with the custom-op forms: `--msda custom --topk custom` on ONNX Runtime CPU
 //! and tract, `--topk threshold` on ONNX Runtime CPU, each within the model issue's budgets
 //! against the goldens (tests/common/golden.rs); the `--target tensorrt` export (plugin node,
-//! threshold selection) passes the ONNX checker, declares the plugin's output, and is refused by
-//! the CPU runtimes with a message that names the export options to use instead.
+//! threshold selection) passes the ONNX checker and the TensorRT lint, declares the plugin's
+//! output, is refused by the CPU runtimes with a message that names the export options to use
+//! instead, and meets the golden budgets on ONNX Runtime CPU with the plugin emulated
+//! (`--emulate-trt-plugins`); the default export is reported by the lint for its TopK only.
 #![cfg(all(feature = "ort", feature = "tract"))]
 
 mod common;
@@ -43,17 +45,31 @@ fn threshold() -> &'static (PathBuf, PathBuf) {
     models(&THRESHOLD, "threshold", &M)
 }
 
-fn ort(model: &Path) -> Box<dyn Runtime> {
+fn tensorrt() -> &'static (PathBuf, PathBuf) {
+    static M: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    models(&["--target", "tensorrt"], "tensorrt_emulated", &M)
+}
+
+fn ort_session(model: &Path, emulate_trt_plugins: bool) -> Box<dyn Runtime> {
     Box::new(
         OrtRuntime::new(
             model,
             &OrtOptions {
                 provider: Provider::Cpu,
                 threads: Some(2),
+                emulate_trt_plugins,
             },
         )
         .unwrap(),
     )
+}
+
+fn ort(model: &Path) -> Box<dyn Runtime> {
+    ort_session(model, false)
+}
+
+fn ort_emulating_trt_plugins(model: &Path) -> Box<dyn Runtime> {
+    ort_session(model, true)
 }
 
 fn tract(model: &Path) -> Box<dyn Runtime> {
@@ -82,8 +98,53 @@ fn threshold_selection_on_ort_meets_the_golden_budgets() {
 }
 
 #[test]
+fn the_tensorrt_form_with_the_plugin_emulated_on_ort_meets_the_golden_budgets() {
+    check(
+        "TensorRT form (plugin emulated) on ONNX Runtime CPU",
+        tensorrt(),
+        ort_emulating_trt_plugins,
+    );
+}
+
+#[test]
+fn the_lint_reports_the_default_export_for_topk_only() {
+    let m = golden::export_model(&[], "default.onnx");
+    let r = focus_exporters::lint::lint_tensorrt_file(&m).unwrap();
+    assert_eq!(r.rules_broken(), vec!["topk-k"], "{:#?}", r.violations);
+    // The six cascade selections: k grows with the image (up to 11 112 at 1333×1333).
+    assert_eq!(r.violations.len(), 6, "{:#?}", r.violations);
+    assert!(r
+        .violations
+        .iter()
+        .all(|v| v.op == "TopK" && v.fix.contains("--target tensorrt")));
+    let mut cmd = common::cli();
+    cmd.arg("lint").arg(&m);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[topk-k]") && stdout.contains("6 violation(s)"),
+        "{stdout}"
+    );
+    let mut cmd = common::cli();
+    cmd.args(["lint", "--target", "tensorrt"])
+        .arg(tensorrt().0.as_path());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("no violation"), "{stdout}");
+}
+
+#[test]
 fn the_tensorrt_export_is_valid_and_refused_by_cpu_runtimes_with_advice() {
     let m = golden::export_model(&["--target", "tensorrt"], "tensorrt.onnx");
+    let r = focus_exporters::lint::lint_tensorrt_file(&m).unwrap();
+    assert!(
+        r.ok() && r.undecided.is_empty(),
+        "{:#?} {:?}",
+        r.violations,
+        r.undecided
+    );
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = r#"
 import onnx, sys
@@ -102,6 +163,11 @@ for n in plug:
     assert [d.dim_value for d in t.shape.dim][2:] == [8, 32], t
     for i in (1, 2):  # the level tables, int32 as TensorRT wants them
         assert vi[n.input[i]].type.tensor_type.elem_type == onnx.TensorProto.INT32
+# CumSum and NonZero take float32 (TensorRT's parser has no integer or bool form of either).
+casts = {n.output[0]: n.attribute[0].i for n in m.graph.node if n.op_type == 'Cast'}
+for n in m.graph.node:
+    if n.op_type in ('CumSum', 'NonZero'):
+        assert casts.get(n.input[0]) == onnx.TensorProto.FLOAT, n
 print('ok')
 "#;
     let out = std::process::Command::new(&python)
@@ -119,13 +185,16 @@ print('ok')
         &OrtOptions {
             provider: Provider::Cpu,
             threads: Some(1),
+            emulate_trt_plugins: false,
         },
     )
     .err()
     .expect("ONNX Runtime CPU cannot run TensorRT plugin nodes")
     .to_string();
     assert!(
-        e.contains("--target ort-cpu") && e.contains("--provider tensorrt"),
+        e.contains("--target ort-cpu")
+            && e.contains("--provider tensorrt")
+            && e.contains("--emulate-trt-plugins"),
         "{e}"
     );
     let e = TractRuntime::new(&m)
@@ -146,6 +215,7 @@ fn tensorrt_engine_parity_when_a_gpu_is_present() {
             profile: None,
         },
         threads: None,
+        emulate_trt_plugins: false,
     };
     let mut rt = match OrtRuntime::new(&m, &opts) {
         Ok(rt) => rt,

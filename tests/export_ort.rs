@@ -18,6 +18,7 @@ fn ort(model: &Path) -> OrtRuntime {
         &OrtOptions {
             provider: Provider::Cpu,
             threads: Some(2),
+            emulate_trt_plugins: false,
         },
     )
     .unwrap()

@@ -47,6 +47,7 @@ fn runtimes(path: &Path) -> Vec<Box<dyn Runtime>> {
         &OrtOptions {
             provider: Provider::Cpu,
             threads: Some(2),
+            emulate_trt_plugins: false,
         },
     )
     .unwrap();

@@ -209,6 +209,7 @@ fn ort(model: &Path) -> Box<dyn Runtime> {
     let opts = OrtOptions {
         provider: Provider::Cpu,
         threads: Some(2),
+        emulate_trt_plugins: false,
     };
     Box::new(OrtRuntime::new(model, &opts).unwrap())
 }

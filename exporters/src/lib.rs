@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod graph;
+pub mod lint;
 pub mod opgraph;
 pub mod tracer;
 

@@ -220,13 +220,18 @@ impl<'w> OnnxTracer<'w> {
         let ge_lo = self.node1("GreaterOrEqual", &[&x.name, &lo], &[]);
         let not_above = self.node1("Not", &[&above], &[]);
         let band = self.node1("And", &[&ge_lo, &not_above], &[]);
-        let band_i = self.node1("Cast", &[&band], &[("to", Attr::Int(7))]);
+        // CumSum and NonZero run on float32: TensorRT's parser takes only floating types for
+        // both (onnx-tensorrt docs/operators.md). Counts below 2^24 are exact in float32, and a
+        // row has far fewer tokens.
+        let band_f = self.node1("Cast", &[&band], &[("to", Attr::Int(1))]);
         let axis = self.g.borrow_mut().const_i64(&[1], &[]); // CumSum's axis is a scalar
-        let rank = self.node1("CumSum", &[&band_i, &axis], &[]); // 1-based within the band
-        let within = self.node1("LessOrEqual", &[&rank, &need], &[]);
+        let rank = self.node1("CumSum", &[&band_f, &axis], &[]); // 1-based within the band
+        let need_f = self.node1("Cast", &[&need], &[("to", Attr::Int(1))]);
+        let within = self.node1("LessOrEqual", &[&rank, &need_f], &[]);
         let tied = self.node1("And", &[&band, &within], &[]);
         let keep = self.node1("Or", &[&above, &tied], &[]); // exactly k per row
-        let nz = self.node1("NonZero", &[&keep], &[]); // [2, B·k], row-major
+        let keep_f = self.node1("Cast", &[&keep], &[("to", Attr::Int(1))]);
+        let nz = self.node1("NonZero", &[&keep_f], &[]); // [2, B·k], row-major
         let cols = self.node1(
             "Gather",
             &[&nz, &self.ci64(&[1])],

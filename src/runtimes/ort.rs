@@ -43,6 +43,9 @@ pub struct OrtOptions {
     pub provider: Provider,
     /// Intra-op threads (default: ORT's choice).
     pub threads: Option<usize>,
+    /// Run TensorRT plugin nodes with focus-export's CPU emulation (`--emulate-trt-plugins`):
+    /// checks the `--target tensorrt` export without TensorRT; it is not TensorRT.
+    pub emulate_trt_plugins: bool,
 }
 
 /// Errors specific to ONNX Runtime.
@@ -127,6 +130,7 @@ impl OrtRuntime {
             fix: runtime_env::setup_command(true),
         };
         let name = match &opts.provider {
+            Provider::Cpu if opts.emulate_trt_plugins => "ort-cpu+trt-plugin-emulation".to_string(),
             Provider::Cpu => "ort-cpu".to_string(),
             Provider::Cuda { device_id } => {
                 if !ort::ep::CUDA::is_available().unwrap_or(false) {
@@ -182,16 +186,21 @@ impl OrtRuntime {
         // Our custom ops (ai.focus_detr) run on every session, on the CPU provider.
         let ops = super::ort_ops::domain().map_err(sess_err)?;
         b = b.with_operators(ops).map_err(builder_err)?;
+        if opts.emulate_trt_plugins {
+            let trt = super::ort_ops::trt_plugin_emulation_domain().map_err(sess_err)?;
+            b = b.with_operators(trt).map_err(builder_err)?;
+        }
         let is_trt = matches!(opts.provider, Provider::TensorRt { .. });
         let session = b.commit_from_file(model).map_err(|e| {
             let msg = e.to_string();
-            if !is_trt && msg.contains(focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type) {
+            if !is_trt && !opts.emulate_trt_plugins && msg.contains(focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type) {
                 OrtError::Session {
                     path: model.display().to_string(),
                     message: format!(
                         "{msg}\nThis model holds TensorRT plugin nodes ({}), which only TensorRT runs: \
                          use --provider tensorrt, or export for this runtime with --target ort-cpu \
-                         (or --msda decomposed|custom)",
+                         (or --msda decomposed|custom); to check this model on the CPU, run it \
+                         with --emulate-trt-plugins (focus-export's emulation of the plugin)",
                         focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type
                     ),
                 }

@@ -2,6 +2,11 @@
 //! through `ort`'s operator API. Every session gets them, so models exported with `--msda custom`
 //! or `--topk custom` run on ONNX Runtime through focus-export.
 //!
+//! `trt.plugins::MultiscaleDeformableAttnPlugin_TRT` gets a CPU emulation with the plugin's
+//! contract (int32 level tables, output [N, Lq, M, D]), registered only on request
+//! ([`trt_plugin_emulation_domain`], `--emulate-trt-plugins`), so the `--target tensorrt` export
+//! can be executed and checked where TensorRT is absent. It is our kernel, not TensorRT's.
+//!
 //! A panic inside a kernel would abort the process (ORT calls it through C): every input is
 //! checked by the `focus_ops` kernels, which return errors instead.
 
@@ -10,7 +15,9 @@ use ort::operator::{
 };
 use ort::value::{TensorElementType, ValueRef};
 
-use focus_ops::decl::{DType, OpDecl, DOMAIN, DYNAMIC_TOPK, MS_DEFORM_ATTN};
+use focus_ops::decl::{
+    DType, OpDecl, DOMAIN, DYNAMIC_TOPK, MS_DEFORM_ATTN, TRT_MS_DEFORM_ATTN, TRT_PLUGIN_DOMAIN,
+};
 use focus_ops::msda::{ms_deform_attn, MsdaDims};
 use focus_ops::topk::dynamic_topk;
 
@@ -78,25 +85,80 @@ impl Operator for MsDeformAttnOp {
 impl Kernel for MsDeformAttnKernel {
     fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
         let op = &MS_DEFORM_ATTN;
-        let v = input(ctx, op, 0)?;
-        let (vs, value) = v.try_extract_tensor::<f32>()?;
         let ss = input(ctx, op, 1)?;
         let (sss, shapes) = ss.try_extract_tensor::<i64>()?;
         let ls = input(ctx, op, 2)?;
         let (lss, starts) = ls.try_extract_tensor::<i64>()?;
-        let sl = input(ctx, op, 3)?;
-        let (sls, loc) = sl.try_extract_tensor::<f32>()?;
-        let aw = input(ctx, op, 4)?;
-        let (aws, weights) = aw.try_extract_tensor::<f32>()?;
-        let d = MsdaDims::from_shapes(&dims(vs), &dims(sss), &dims(lss), &dims(sls), &dims(aws))
-            .map_err(op_err)?;
-        let out = ms_deform_attn(value, shapes, starts, loc, weights, d).map_err(op_err)?;
-        let mut o = ctx
-            .output(0, [d.n as i64, d.q as i64, (d.m * d.d) as i64])?
-            .ok_or_else(|| ort::Error::new("MsDeformAttn: output not allocated"))?;
-        let (_, dst) = o.try_extract_tensor_mut::<f32>()?;
-        dst.copy_from_slice(&out);
-        Ok(())
+        let (sss, lss) = (dims(sss), dims(lss));
+        msda_compute(ctx, op, (&sss, shapes), (&lss, starts), |d| {
+            vec![d.n as i64, d.q as i64, (d.m * d.d) as i64]
+        })
+    }
+}
+
+/// The shared body of both deformable-attention kernels: `shapes` and `starts` are the level
+/// tables (shape, int64 values) and `out_shape` the form's output shape.
+fn msda_compute(
+    ctx: &ComputeContext,
+    op: &OpDecl,
+    (sss, shapes): (&[usize], &[i64]),
+    (lss, starts): (&[usize], &[i64]),
+    out_shape: impl Fn(&MsdaDims) -> Vec<i64>,
+) -> ort::Result<()> {
+    let v = input(ctx, op, 0)?;
+    let (vs, value) = v.try_extract_tensor::<f32>()?;
+    let sl = input(ctx, op, 3)?;
+    let (sls, loc) = sl.try_extract_tensor::<f32>()?;
+    let aw = input(ctx, op, 4)?;
+    let (aws, weights) = aw.try_extract_tensor::<f32>()?;
+    let d = MsdaDims::from_shapes(&dims(vs), sss, lss, &dims(sls), &dims(aws)).map_err(op_err)?;
+    let out = ms_deform_attn(value, shapes, starts, loc, weights, d).map_err(op_err)?;
+    let mut o = ctx
+        .output(0, out_shape(&d))?
+        .ok_or_else(|| ort::Error::new(format!("{}: output not allocated", op.op_type)))?;
+    let (_, dst) = o.try_extract_tensor_mut::<f32>()?;
+    dst.copy_from_slice(&out);
+    Ok(())
+}
+
+/// CPU emulation of `trt.plugins::MultiscaleDeformableAttnPlugin_TRT`.
+struct TrtMsdaEmulationOp;
+
+impl Operator for TrtMsdaEmulationOp {
+    type Kernel<'attr> = TrtMsdaEmulationKernel;
+    fn name(&self) -> &str {
+        TRT_MS_DEFORM_ATTN.op_type
+    }
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        inputs_of(&TRT_MS_DEFORM_ATTN)
+    }
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        outputs_of(&TRT_MS_DEFORM_ATTN)
+    }
+    fn create_kernel<'attr>(
+        &self,
+        _: &KernelContext<'attr>,
+    ) -> ort::Result<TrtMsdaEmulationKernel> {
+        Ok(TrtMsdaEmulationKernel)
+    }
+}
+
+/// Its kernel (stateless): the plugin's int32 tables widened, the [N, Lq, M, D] output.
+struct TrtMsdaEmulationKernel;
+
+impl Kernel for TrtMsdaEmulationKernel {
+    fn compute(&mut self, ctx: &ComputeContext) -> ort::Result<()> {
+        let op = &TRT_MS_DEFORM_ATTN;
+        let ss = input(ctx, op, 1)?;
+        let (sss, shapes) = ss.try_extract_tensor::<i32>()?;
+        let ls = input(ctx, op, 2)?;
+        let (lss, starts) = ls.try_extract_tensor::<i32>()?;
+        let shapes: Vec<i64> = shapes.iter().map(|&x| i64::from(x)).collect();
+        let starts: Vec<i64> = starts.iter().map(|&x| i64::from(x)).collect();
+        let (sss, lss) = (dims(sss), dims(lss));
+        msda_compute(ctx, op, (&sss, &shapes), (&lss, &starts), |d| {
+            vec![d.n as i64, d.q as i64, d.m as i64, d.d as i64]
+        })
     }
 }
 
@@ -158,4 +220,10 @@ pub fn domain() -> ort::Result<OperatorDomain> {
     OperatorDomain::new(DOMAIN)?
         .add(MsDeformAttnOp)?
         .add(DynamicTopKOp)
+}
+
+/// The `trt.plugins` domain with the CPU emulation of TensorRT's deformable-attention plugin:
+/// only for sessions that ask for it (`--emulate-trt-plugins`).
+pub fn trt_plugin_emulation_domain() -> ort::Result<OperatorDomain> {
+    OperatorDomain::new(TRT_PLUGIN_DOMAIN)?.add(TrtMsdaEmulationOp)
 }
