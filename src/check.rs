@@ -36,6 +36,70 @@ pub const MIN_MATCHED_FORCED: f64 = 1.0;
 /// Detections compared per image.
 pub const TOP_DETECTIONS: usize = 100;
 
+/// The budgets one comparison is judged by: [`FP32`] for float32 exports (the constants above)
+/// or [`FP16`] for `--precision fp16` ones, chosen from the model's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budgets {
+    /// Which set this is (`fp32`, `fp16`).
+    pub name: &'static str,
+    /// The foreground logits (the selections' scores), absolute.
+    pub fg_logits: f64,
+    /// Other features and logits, absolute.
+    pub features: f64,
+    /// Boxes and reference points, absolute.
+    pub boxes: f64,
+    /// Box coordinates in pixels.
+    pub pixels: f64,
+    /// Largest score gap to the cut-off that explains a free-running selection difference.
+    pub near_tie: f64,
+    /// Detection matching: IoU at least this.
+    pub match_iou: f64,
+    /// Detection matching: |Δscore| at most this.
+    pub match_score: f64,
+    /// Fraction of the reference's top detections matched, free running (where judged).
+    pub min_matched: f64,
+    /// The same with every selection forced.
+    pub min_matched_forced: f64,
+}
+
+/// The float32 budgets.
+pub const FP32: Budgets = Budgets {
+    name: "fp32",
+    fg_logits: TOL_FEATURES,
+    features: TOL_FEATURES,
+    boxes: TOL_BOXES,
+    pixels: TOL_PIXELS,
+    near_tie: NEAR_TIE,
+    match_iou: MIN_IOU,
+    match_score: TOL_FEATURES,
+    min_matched: MIN_MATCHED,
+    min_matched_forced: MIN_MATCHED_FORCED,
+};
+
+/// The float16 budgets (`--precision fp16`, judged with the float32 reference's selections
+/// forced): twice the worst error measured on ORT-CPU over the four goldens and the four test
+/// photos, rounded up. Float16 keeps 11 significant bits (relative 4.9e-4) and the error
+/// compounds through the backbone and twelve transformer layers. Measured (forced, 2 threads;
+/// goldens / photos): fg_logits 7.6e-4 / 8.0e-4 (9.7e-4 on the goldens with op islands off),
+/// pred_logits 6.4e-2 / 1.17e-1, memory 3.3e-2 / 2.1e-2, topk_proposal_scores 7.3e-3 / 4.1e-3,
+/// boxes and reference points 1.6e-3 / 2.2e-3, scores 1.8e-3 / 2.6e-3. Pixels: boxes × 1333 px,
+/// rounded up. Free running, a selection gap up to twice the fg_logits budget can flip (both
+/// sides move): near-ties reach 4e-3 (measured first divergences at gaps 1.9e-5 to 5.5e-4).
+/// Detection matching as the fp16 acceptance asks: ≥ 90 % of the top-100 at IoU ≥ 0.9,
+/// |Δscore| ≤ 1e-2 (measured forced: 100/100 on every golden and photo).
+pub const FP16: Budgets = Budgets {
+    name: "fp16",
+    fg_logits: 2e-3,
+    features: 2.5e-1,
+    boxes: 6e-3,
+    pixels: 8.0,
+    near_tie: 4e-3,
+    match_iou: 0.9,
+    match_score: 1e-2,
+    min_matched: 0.9,
+    min_matched_forced: 0.9,
+};
+
 /// How an item of the report came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -235,12 +299,13 @@ fn align_rows(t: &HostTensor, ours: &HostTensor, reference: &HostTensor) -> Opti
 }
 
 /// Budget of a float output (`None`: integers, compared exactly).
-fn tolerance(name: &str, t: &HostTensor) -> Option<f64> {
+fn tolerance(name: &str, t: &HostTensor, b: &Budgets) -> Option<f64> {
     t.as_f32()?;
     Some(match name {
-        "boxes_xyxy" => TOL_PIXELS,
-        "pred_boxes" | "init_reference" | "dec_references" | "scores" => TOL_BOXES,
-        _ => TOL_FEATURES,
+        "boxes_xyxy" => b.pixels,
+        "pred_boxes" | "init_reference" | "dec_references" | "scores" => b.boxes,
+        "fg_logits" => b.fg_logits,
+        _ => b.features,
     })
 }
 
@@ -265,8 +330,8 @@ fn same_shape(a: &[usize], b: &[usize]) -> bool {
 }
 
 /// Error statistics of `a` against reference `r`.
-pub fn tensor_report(name: &str, a: &HostTensor, r: &HostTensor) -> TensorReport {
-    let tol = tolerance(name, r);
+pub fn tensor_report(name: &str, a: &HostTensor, r: &HostTensor, b: &Budgets) -> TensorReport {
+    let tol = tolerance(name, r, b);
     if !same_shape(&a.shape, &r.shape) {
         return TensorReport {
             name: name.into(),
@@ -311,8 +376,8 @@ pub fn tensor_report(name: &str, a: &HostTensor, r: &HostTensor) -> TensorReport
 /// The post-processed top-300 list (`scores`, `labels`, `boxes_xyxy`) is itself a top-k over
 /// queries × classes: near-equal scores may trade places, so its entries are judged by
 /// detection matching, not position by position. Other tensors: [`tensor_report`].
-pub fn final_list_report(name: &str, a: &HostTensor, r: &HostTensor) -> TensorReport {
-    let mut t = tensor_report(name, a, r);
+pub fn final_list_report(name: &str, a: &HostTensor, r: &HostTensor, b: &Budgets) -> TensorReport {
+    let mut t = tensor_report(name, a, r, b);
     if matches!(name, "scores" | "labels" | "boxes_xyxy")
         && t.status == Status::Fail
         && t.max_abs.is_finite()
@@ -337,6 +402,7 @@ fn compare_sets(
     ours: &HostTensor,
     reference: &HostTensor,
     score: &dyn Fn(usize, i64) -> Option<f64>,
+    b: &Budgets,
 ) -> SelectionReport {
     let (a, r) = (rows(ours), rows(reference));
     let k = r.first().map_or(0, Vec::len);
@@ -371,7 +437,7 @@ fn compare_sets(
         diff.sort_unstable();
         for t in diff {
             let s = score(row, t);
-            let near = matches!((s, cutoff), (Some(s), Some(c)) if (s - c).abs() <= NEAR_TIE);
+            let near = matches!((s, cutoff), (Some(s), Some(c)) if (s - c).abs() <= b.near_tie);
             if let (Some(s), Some(c)) = (s, cutoff) {
                 rep.max_gap = Some(rep.max_gap.unwrap_or(0.0).max((s - c).abs()));
             }
@@ -400,6 +466,7 @@ fn compare_proposals(
     ours: &HostTensor,
     reference: &HostTensor,
     scores: Option<&HostTensor>,
+    b: &Budgets,
 ) -> SelectionReport {
     let (a, r) = (rows(ours), rows(reference));
     let s: Vec<Vec<f64>> = scores.map_or_else(Vec::new, |t| {
@@ -407,7 +474,7 @@ fn compare_proposals(
         let k = *t.shape.last().unwrap_or(&1);
         v.chunks(k.max(1)).map(<[f64]>::to_vec).collect()
     });
-    let mut rep = compare_sets("topk_proposals", ours, reference, &|_, _| None);
+    let mut rep = compare_sets("topk_proposals", ours, reference, &|_, _| None, b);
     if rep.only_reference > 0 {
         rep.status = Status::Fail;
         rep.notes = vec![format!(
@@ -436,7 +503,7 @@ fn compare_proposals(
             if let Some(g) = gap {
                 rep.max_gap = Some(rep.max_gap.unwrap_or(0.0).max(g));
             }
-            let near = gap.is_some_and(|g| g < NEAR_TIE);
+            let near = gap.is_some_and(|g| g < b.near_tie);
             if near {
                 if rep.status == Status::Pass {
                     rep.status = Status::Explained;
@@ -487,6 +554,7 @@ pub fn matched_detections(
     ours: &TensorMap,
     reference: &TensorMap,
     n: usize,
+    b: &Budgets,
 ) -> Option<(usize, usize)> {
     /// Scores, labels, boxes and detections per image of one run.
     struct Dets {
@@ -529,8 +597,8 @@ pub fn matched_detections(
                 let j2 = base + j;
                 !used[j]
                     && ol[j2] == rl[i]
-                    && (os[j2] - rs[i]).abs() <= TOL_FEATURES
-                    && iou(&ob[j2], &rb[i]) >= MIN_IOU
+                    && (os[j2] - rs[i]).abs() <= b.match_score
+                    && iou(&ob[j2], &rb[i]) >= b.match_iou
             });
             if let Some(j) = found {
                 used[j] = true;
@@ -546,8 +614,9 @@ fn detection_report(
     reference: &TensorMap,
     judged: bool,
     why: Option<String>,
+    b: &Budgets,
 ) -> Option<DetectionReport> {
-    detection_report_at(ours, reference, judged, why, MIN_MATCHED)
+    detection_report_at(ours, reference, judged, why, b.min_matched, b)
 }
 
 /// The detection report with `min_matched` as the budget.
@@ -557,8 +626,9 @@ fn detection_report_at(
     judged: bool,
     why: Option<String>,
     min_matched: f64,
+    b: &Budgets,
 ) -> Option<DetectionReport> {
-    let (compared, matched) = matched_detections(ours, reference, TOP_DETECTIONS)?;
+    let (compared, matched) = matched_detections(ours, reference, TOP_DETECTIONS, b)?;
     let ok = matched as f64 >= min_matched * compared as f64;
     Some(DetectionReport {
         compared,
@@ -594,6 +664,7 @@ pub fn compare(
     ours: &TensorMap,
     reference: &TensorMap,
     forced: Option<ForcedRun<'_>>,
+    b: &Budgets,
 ) -> CaseReport {
     // Reference scores of each stage.
     let fg = reference.get("fg_logits").map(f64s);
@@ -616,10 +687,16 @@ pub fn compare(
     for stage in stages {
         let rep = if let Some(l) = stage.strip_prefix("enc_topk_idx_") {
             let _ = l;
-            compare_sets(stage, &ours[stage], &reference[stage], &|row, t| {
-                fg.as_ref()
-                    .and_then(|v| v.get(row * n_tokens + t as usize).copied())
-            })
+            compare_sets(
+                stage,
+                &ours[stage],
+                &reference[stage],
+                &|row, t| {
+                    fg.as_ref()
+                        .and_then(|v| v.get(row * n_tokens + t as usize).copied())
+                },
+                b,
+            )
         } else {
             let l = stage.trim_start_matches("enc_oesm_token_idx_");
             // OESM scores are over the layer's selected tokens, in the reference's order.
@@ -637,9 +714,13 @@ pub fn compare(
                     .collect(),
                 _ => Vec::new(),
             };
-            compare_sets(stage, &ours[stage], &reference[stage], &|row, t| {
-                lookup.get(row).and_then(|m| m.get(&t).copied())
-            })
+            compare_sets(
+                stage,
+                &ours[stage],
+                &reference[stage],
+                &|row, t| lookup.get(row).and_then(|m| m.get(&t).copied()),
+                b,
+            )
         };
         selections.push(rep);
     }
@@ -648,6 +729,7 @@ pub fn compare(
             a,
             r,
             reference.get("topk_proposal_scores"),
+            b,
         ));
     }
 
@@ -686,28 +768,35 @@ pub fn compare(
     }
     let first_explained = first.is_none_or(|s| s.status == Status::Explained);
 
-    let tensors = judge_tensors(ours, reference, cut, &|| {
-        format!(
-            "downstream of the divergence at {}; judged at detection level",
-            first.map_or("", |f| f.stage.as_str())
-        )
-    });
+    let tensors = judge_tensors(
+        ours,
+        reference,
+        cut,
+        &|| {
+            format!(
+                "downstream of the divergence at {}; judged at detection level",
+                first.map_or("", |f| f.stage.as_str())
+            )
+        },
+        b,
+    );
 
     let detections = if cut == u32::MAX {
-        detection_report(ours, reference, true, None)
+        detection_report(ours, reference, true, None, b)
     } else {
         detection_report(
             ours,
             reference,
             false,
             Some("not judged end to end: downstream of an explained divergence".into()),
+            b,
         )
     };
 
     let matched_top100 = detections.as_ref().map(|d| d.matched);
     let (forced_tensors, forced_detections) = match forced {
         Some(run) => {
-            let (v, d) = judge_forced(run, reference, &selections);
+            let (v, d) = judge_forced(run, reference, &selections, b);
             (Some(v), d)
         }
         None => (None, None),
@@ -776,6 +865,7 @@ pub fn check_input(
     inputs: &TensorMap,
     reference: &TensorMap,
     forcible: &[String],
+    b: &Budgets,
 ) -> Result<CheckedInput, crate::runtimes::RuntimeError> {
     let mut own = TensorMap::new();
     for key in ["images", focus_exporters::export::ORIG_SIZES_INPUT] {
@@ -800,7 +890,7 @@ pub fn check_input(
         stages: forcible,
     });
     Ok(CheckedInput {
-        report: compare(name, &ours, reference, run),
+        report: compare(name, &ours, reference, run, b),
         free: ours,
         forced,
     })
@@ -815,6 +905,7 @@ fn judge_tensors(
     reference: &TensorMap,
     cut: u32,
     why: &dyn Fn() -> String,
+    b: &Budgets,
 ) -> Vec<TensorReport> {
     let mut v = Vec::new();
     for (k, a) in outputs {
@@ -828,7 +919,7 @@ fn judge_tensors(
             let idx = format!("enc_topk_idx_{l}");
             align_rows(a, outputs.get(&idx)?, reference.get(&idx)?)
         });
-        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r);
+        let mut t = final_list_report(k, aligned.as_ref().unwrap_or(a), r, b);
         if position(k) > cut && t.status == Status::Fail {
             t.status = Status::Explained;
             t.note = Some(why());
@@ -847,6 +938,7 @@ fn judge_forced(
     run: ForcedRun<'_>,
     reference: &TensorMap,
     free: &[SelectionReport],
+    b: &Budgets,
 ) -> (Vec<TensorReport>, Option<DetectionReport>) {
     let unforced = free
         .iter()
@@ -862,14 +954,20 @@ fn judge_forced(
     let mut v = Vec::new();
     for stage in run.stages {
         if let (Some(a), Some(r)) = (run.outputs.get(stage), reference.get(stage)) {
-            let mut t = tensor_report(stage, a, r);
+            let mut t = tensor_report(stage, a, r, b);
             if t.status == Status::Fail {
                 t.note = Some("the model did not use the forced selection".into());
             }
             v.push(t);
         }
     }
-    v.extend(judge_tensors(run.outputs, reference, cut, &|| why.clone()));
+    v.extend(judge_tensors(
+        run.outputs,
+        reference,
+        cut,
+        &|| why.clone(),
+        b,
+    ));
     v.sort_by_key(|t| (position(&t.name), t.name.clone()));
     let judged = cut == u32::MAX;
     let detections = detection_report_at(
@@ -877,22 +975,35 @@ fn judge_forced(
         reference,
         judged,
         (!judged).then_some(why),
-        MIN_MATCHED_FORCED,
+        b.min_matched_forced,
+        b,
     );
     (v, detections)
 }
 
-/// The named tolerances, for reports.
-pub fn tolerances_json() -> serde_json::Value {
+/// The named tolerances of budget set `b`, for reports.
+pub fn tolerances_json(b: &Budgets) -> serde_json::Value {
     serde_json::json!({
-        "features_abs": TOL_FEATURES,
-        "boxes_abs": TOL_BOXES,
-        "pixels_abs": TOL_PIXELS,
-        "near_tie": NEAR_TIE,
-        "min_iou": MIN_IOU,
-        "min_matched": MIN_MATCHED,
+        "budgets": b.name,
+        "fg_logits_abs": b.fg_logits,
+        "features_abs": b.features,
+        "boxes_abs": b.boxes,
+        "pixels_abs": b.pixels,
+        "near_tie": b.near_tie,
+        "min_iou": b.match_iou,
+        "max_score_delta": b.match_score,
+        "min_matched": b.min_matched,
+        "min_matched_forced": b.min_matched_forced,
         "top_detections": TOP_DETECTIONS,
     })
+}
+
+/// The budget set for a model computing in `precision`.
+pub fn budgets_for(precision: focus_exporters::fp16::Precision) -> &'static Budgets {
+    match precision {
+        focus_exporters::fp16::Precision::Fp32 => &FP32,
+        focus_exporters::fp16::Precision::Fp16 => &FP16,
+    }
 }
 
 /// The word a report uses for a verdict.
@@ -1091,7 +1202,7 @@ mod tests {
         // Token 2 ties with the cut-off (token 1): explained.
         let mut ours = TensorMap::new();
         ours.insert("enc_topk_idx_0".into(), i(vec![1, 2], vec![0, 2]));
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         assert_eq!(
             rep.selections[0].status,
             Status::Explained,
@@ -1101,7 +1212,7 @@ mod tests {
         assert_eq!(rep.status, Status::Explained);
         // Token 3 is far below the cut-off: a failure.
         ours.insert("enc_topk_idx_0".into(), i(vec![1, 2], vec![0, 3]));
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         assert_eq!(rep.selections[0].status, Status::Fail);
         assert_eq!(rep.status, Status::Fail);
         assert!(
@@ -1124,12 +1235,12 @@ mod tests {
         ours.insert("topk_proposals".into(), i(vec![1, 4], vec![7, 5, 3, 1]));
         // Downstream of the explained swap: a large logit difference is explained.
         ours.insert("pred_logits".into(), f(vec![1, 1], vec![1.01]));
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         assert_eq!(rep.status, Status::Explained, "{:?}", rep.failures());
         assert_eq!(rep.tensors[0].status, Status::Explained);
         // A swap of non-adjacent ranks is not explained.
         ours.insert("topk_proposals".into(), i(vec![1, 4], vec![1, 3, 5, 7]));
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         assert_eq!(rep.status, Status::Fail);
     }
 
@@ -1151,6 +1262,7 @@ mod tests {
                 &ours,
                 &reference,
                 Some(ForcedRun { outputs: o, stages }),
+                &FP32,
             )
         };
         // Free run diverged at a near-tie; forced run within budget.
@@ -1195,7 +1307,7 @@ mod tests {
         let mut ours = TensorMap::new();
         ours.insert("pred_logits".into(), f(vec![1, 2], vec![1.0 + 5e-5, 2.0]));
         ours.insert("pred_boxes".into(), f(vec![1], vec![0.5 + 1e-4]));
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         let by = |n: &str| rep.tensors.iter().find(|t| t.name == n).unwrap().status;
         assert_eq!(by("pred_logits"), Status::Pass);
         assert_eq!(by("pred_boxes"), Status::Fail);
@@ -1218,7 +1330,7 @@ mod tests {
             "enc_layer_out_0".into(),
             f(vec![1, 2, 2], vec![3., 4., 1., 2.]),
         );
-        let rep = compare("t", &ours, &reference, None);
+        let rep = compare("t", &ours, &reference, None, &FP32);
         assert_eq!(rep.status, Status::Pass, "{:?}", rep.failures());
         assert_eq!(rep.tensors[0].max_abs, 0.0);
     }
@@ -1232,9 +1344,9 @@ mod tests {
             "boxes_xyxy".into(),
             f(vec![1, 2, 4], vec![0., 0., 10., 10., 5., 5., 20., 20.]),
         );
-        assert_eq!(matched_detections(&m, &m, 2), Some((2, 2)));
+        assert_eq!(matched_detections(&m, &m, 2, &FP32), Some((2, 2)));
         let mut other = m.clone();
         other.insert("labels".into(), i(vec![1, 2], vec![3, 5]));
-        assert_eq!(matched_detections(&other, &m, 2), Some((2, 1)));
+        assert_eq!(matched_detections(&other, &m, 2, &FP32), Some((2, 1)));
     }
 }

@@ -90,6 +90,10 @@ struct ExportArgs {
     /// focus-export's ORT and tract runtimes), or TensorRT's plugin.
     #[arg(long, value_name = "decomposed|custom|trt-plugin")]
     msda: Option<focus_exporters::MsdaForm>,
+    /// Computation precision: fp32, or fp16 (float16 weights and computation with float32
+    /// islands where float16 breaks the model; float32 inputs and outputs).
+    #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
+    precision: focus_exporters::fp16::Precision,
     /// Top-k as ONNX TopK, our DynamicTopK op, or (encoder selections) an exact TopK-free
     /// threshold selection for TensorRT.
     #[arg(long, value_name = "onnx|custom|threshold")]
@@ -599,6 +603,7 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
                 topk: args.topk.unwrap_or(base.topk),
             }
         },
+        precision: args.precision,
     };
     step("tracing the model into ONNX");
     let summary = focus_exporters::export(&cfg, &w, &opts)?;
@@ -643,6 +648,9 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         summary.forms.msda.as_str(),
         summary.forms.topk.as_str()
     );
+    if args.precision == focus_exporters::fp16::Precision::Fp16 {
+        println!("  precision fp16: float16 weights and computation, float32 islands (exporters/src/fp16.rs), float32 inputs and outputs");
+    }
     println!(
         "  custom   {}",
         if used.is_empty() {

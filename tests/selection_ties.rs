@@ -229,7 +229,15 @@ fn check_runtime(what: &str, models: &[(&str, PathBuf)], rt: fn(&Path) -> Box<dy
         let mut first: Option<(&str, TensorMap)> = None;
         for (form, rt) in runtimes.iter_mut() {
             let stages = selections::names(&FocusDetrConfig::default());
-            let checked = check_input(name, rt.as_mut(), input, want, &stages).unwrap();
+            let checked = check_input(
+                name,
+                rt.as_mut(),
+                input,
+                want,
+                &stages,
+                &focus_export::check::FP32,
+            )
+            .unwrap();
             let (rep, free) = (checked.report, checked.free);
             eprintln!("{what} ({form}): {}", lead_line(&rep));
             assert_ne!(

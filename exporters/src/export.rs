@@ -49,7 +49,13 @@ pub enum ExportError {
     /// Serialisation failed.
     #[error("serialising the ONNX model: {0}")]
     Serialize(String),
+    /// The float16 conversion failed.
+    #[error(transparent)]
+    Fp16(#[from] crate::fp16::Fp16Error),
 }
+
+/// Metadata key of the computation precision (`fp32` or `fp16`).
+pub const PRECISION_METADATA_KEY: &str = "focus_export.precision";
 
 /// Export options.
 #[derive(Debug, Clone)]
@@ -72,6 +78,8 @@ pub struct ExportOptions {
     pub static_shape: Option<StaticShape>,
     /// Forms of deformable attention and top-k.
     pub forms: OpForms,
+    /// Computation precision (`fp16`: float16 with float32 islands, see [`crate::fp16`]).
+    pub precision: crate::fp16::Precision,
 }
 
 /// Where the exported model will run: sensible op forms for it.
@@ -338,11 +346,22 @@ pub fn export(
             "focus_export.weights_sha256".to_string(),
             opts.weights_sha256.clone(),
         ),
+        (
+            PRECISION_METADATA_KEY.to_string(),
+            opts.precision.as_str().to_string(),
+        ),
     ];
-    let op_histogram = g.op_histogram();
-    let nodes = g.node_count();
     let custom_ops = g.custom_op_counts();
-    let m = g.finish("focus_detr", opts.opset, &metadata);
+    let mut m = g.finish("focus_detr", opts.opset, &metadata);
+    if opts.precision == crate::fp16::Precision::Fp16 {
+        crate::fp16::convert(&mut m)?;
+    }
+    let graph_nodes = m.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or(&[]);
+    let nodes = graph_nodes.len();
+    let mut op_histogram = BTreeMap::new();
+    for n in graph_nodes {
+        *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
+    }
     let bytes = crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))?;
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
     let batch_text = shape_text(std::slice::from_ref(&batch_decl));

@@ -3,6 +3,7 @@
 //! `onnx-protobuf` ([`export::export`]).
 
 pub mod export;
+pub mod fp16;
 pub mod graph;
 pub mod lint;
 pub mod opgraph;

@@ -614,6 +614,16 @@ fn values(m: &ModelProto) -> Values<'_> {
     vals
 }
 
+/// Element types of the graph's values as the lint infers them: `Some(true)` for float32,
+/// `Some(false)` for another known type, absent when unknown (shared with the fp16 conversion).
+pub(crate) fn float32_values(m: &ModelProto) -> HashMap<String, bool> {
+    values(m)
+        .info
+        .iter()
+        .filter_map(|(k, i)| i.ty.map(|t| (k.to_string(), t == Ty::F32)))
+        .collect()
+}
+
 /// Lints a parsed model for TensorRT 10's ONNX parser.
 pub fn lint_tensorrt(m: &ModelProto) -> LintReport {
     let mut report = LintReport::default();

@@ -137,6 +137,22 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
     // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
     let forcible = focus_export::check::forcible_selections(&rt.inputs());
+    // A float16 export, or TensorRT building float16 engines, is judged by the float16 budgets
+    // (declared beside the float32 ones).
+    let tensor_budgets = if args.rt.fp16 {
+        &focus_export::check::FP16
+    } else {
+        focus_export::check::budgets_for(rt.precision())
+    };
+    if tensor_budgets.name != focus_export::check::FP32.name {
+        println!(
+            "{} computes in {}: judged by the {} budgets (focus_export::check::{})",
+            rt.name(),
+            tensor_budgets.name,
+            tensor_budgets.name,
+            tensor_budgets.name.to_uppercase()
+        );
+    }
     let fully_forced = focus_models::model::selections::names(&cfg)
         .iter()
         .all(|n| forcible.contains(n));
@@ -170,6 +186,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             &item.tensors,
             &want,
             &forcible,
+            tensor_budgets,
         )
         .with_context(|| ctx(&rt.name()))?;
         let mut rep = checked.report;
@@ -333,7 +350,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             "model": model.display().to_string(),
             "runtime": runtime_name,
             "reference": reference.name(),
-            "tolerances": focus_export::check::tolerances_json(),
+            "tolerances": focus_export::check::tolerances_json(tensor_budgets),
             "passed": passed,
             "tensors_passed": fail == 0,
             "images": reports.len(),

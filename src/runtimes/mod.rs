@@ -48,6 +48,16 @@ pub trait Runtime {
     fn inputs(&self) -> Vec<String> {
         vec!["images".into()]
     }
+    /// The precision the model computes in (exported models say so in their metadata).
+    fn precision(&self) -> focus_exporters::fp16::Precision {
+        focus_exporters::fp16::Precision::Fp32
+    }
+}
+
+/// The precision recorded in an exported model's metadata (absent: float32, as every export
+/// before `--precision` existed).
+pub fn precision_from_metadata(value: Option<&str>) -> focus_exporters::fp16::Precision {
+    value.and_then(|v| v.parse().ok()).unwrap_or_default()
 }
 
 /// Checks the `images` input: float32, [B, 3, H, W].

@@ -106,6 +106,7 @@ pub struct OrtRuntime {
     session: Session,
     name: String,
     cfg: Option<focus_models::FocusDetrConfig>,
+    precision: focus_exporters::fp16::Precision,
 }
 
 impl OrtRuntime {
@@ -208,10 +209,22 @@ impl OrtRuntime {
                 sess_err(e)
             }
         })?;
-        let cfg = session.metadata().ok().and_then(|m| {
-            super::config_from_metadata(m.custom(super::CONFIG_METADATA_KEY).as_deref())
-        });
-        Ok(OrtRuntime { session, name, cfg })
+        let (cfg, precision) = {
+            let meta = session.metadata().ok();
+            let custom = |key: &str| meta.as_ref().and_then(|m| m.custom(key));
+            (
+                super::config_from_metadata(custom(super::CONFIG_METADATA_KEY).as_deref()),
+                super::precision_from_metadata(
+                    custom(focus_exporters::export::PRECISION_METADATA_KEY).as_deref(),
+                ),
+            )
+        };
+        Ok(OrtRuntime {
+            session,
+            name,
+            cfg,
+            precision,
+        })
     }
 
     /// The names of the model's outputs.
@@ -227,6 +240,10 @@ impl OrtRuntime {
 impl Runtime for OrtRuntime {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn precision(&self) -> focus_exporters::fp16::Precision {
+        self.precision
     }
 
     fn inputs(&self) -> Vec<String> {

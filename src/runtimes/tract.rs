@@ -24,6 +24,7 @@ pub struct TractRuntime {
     model: InferenceModel,
     inputs: Vec<String>,
     cfg: Option<focus_models::FocusDetrConfig>,
+    precision: focus_exporters::fp16::Precision,
     plans: HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>,
 }
 
@@ -54,15 +55,21 @@ impl TractRuntime {
             .iter()
             .map(|o| m.node(o.node).name.clone())
             .collect();
-        let key = format!("onnx.metadata_props.{}", super::CONFIG_METADATA_KEY);
-        let json = m.properties.get(&key).and_then(|t| {
-            t.to_plain_array_view::<String>()
-                .ok()
-                .and_then(|v| v.iter().next().cloned())
-        });
-        let cfg = super::config_from_metadata(json.as_deref());
+        let property = |key: &str| {
+            let key = format!("onnx.metadata_props.{key}");
+            m.properties.get(&key).and_then(|t| {
+                t.to_plain_array_view::<String>()
+                    .ok()
+                    .and_then(|v| v.iter().next().cloned())
+            })
+        };
+        let cfg = super::config_from_metadata(property(super::CONFIG_METADATA_KEY).as_deref());
+        let precision = super::precision_from_metadata(
+            property(focus_exporters::export::PRECISION_METADATA_KEY).as_deref(),
+        );
         Ok(TractRuntime {
             cfg,
+            precision,
             path: model.to_path_buf(),
             model: m,
             inputs,
@@ -154,6 +161,10 @@ fn to_host(name: &str, v: &TValue) -> Result<HostTensor, RuntimeError> {
 impl Runtime for TractRuntime {
     fn name(&self) -> String {
         "tract".into()
+    }
+
+    fn precision(&self) -> focus_exporters::fp16::Precision {
+        self.precision
     }
 
     fn inputs(&self) -> Vec<String> {

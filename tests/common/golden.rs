@@ -113,7 +113,7 @@ fn boxes(t: &HostTensor) -> Vec<[f32; 4]> {
 /// How many of the golden's first `n` detections have a counterpart among ours (the rule of
 /// `focus_export::check::matched_detections`).
 pub fn matched_detections(out: &TensorMap, g: &TensorMap, n: usize) -> usize {
-    focus_export::check::matched_detections(out, g, n)
+    focus_export::check::matched_detections(out, g, n, &focus_export::check::FP32)
         .expect("scores, labels and boxes_xyxy in both")
         .1
 }
