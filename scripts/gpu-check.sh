@@ -4,12 +4,13 @@
 # runs `check` on the goldens against the CPU torch reference (free and forced passes), does the
 # same on the CUDA provider, and times each with `bench` on the largest golden. One JSON summary
 # (gpu-check/summary.json). Every part it cannot run is skipped with its reason; a part that runs
-# past its share of the 8-minute budget is stopped and reported as timed out.
+# past its share of the 8-minute budget is stopped and reported as timed out. A failure to set up
+# (GPU runtimes install, build, export) fails every part, so a broken build never reads as skipped.
 #
 # Usage: scripts/gpu-check.sh [--setup] [--out DIR]
 #   --setup   install the GPU runtimes first (scripts/setup-env.sh --gpu); otherwise the
 #             libraries already present are used, as `focus-export doctor --gpu` finds them.
-# Exit: 0 when every part passed or was skipped; 1 when a part ran and failed its check.
+# Exit: 0 when every part passed or was skipped; 1 when a part failed or timed out.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -27,8 +28,7 @@ done
 mkdir -p "$out"
 parts="$out/parts.tsv"
 : > "$parts"
-start=$(date +%s)
-budget_s=480 # the whole check, on one GPU
+budget_s=480 # the parts (checks and timings), on one GPU; setting up comes before
 bin=target/debug/focus-export
 shared="${FOCUS_SHARED_DIR:-$root/../shared}"
 golden="$shared/golden"
@@ -41,8 +41,10 @@ record() {
   say "$1: $2${3:+ ($3)}"
 }
 
-# What stops every GPU part, if anything.
+# What stops every GPU part, if anything: `blocker` skips them (nothing to run them on),
+# `broken` fails them (the setting up failed).
 blocker=""
+broken=""
 gpu_name=""
 if ! command -v nvidia-smi > /dev/null 2>&1; then
   blocker="no NVIDIA driver on this machine (nvidia-smi not found)"
@@ -50,27 +52,29 @@ elif ! gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/nul
   blocker="nvidia-smi finds no GPU"
 fi
 if [ -z "$blocker" ] && [ "$setup" = 1 ]; then
-  bash scripts/setup-env.sh --gpu || blocker="scripts/setup-env.sh --gpu failed"
+  bash scripts/setup-env.sh --gpu > "$out/setup.log" 2>&1 || broken="scripts/setup-env.sh --gpu failed (see $out/setup.log)"
 fi
 if [ -z "$blocker" ] && [ ! -d .runtimes ]; then
   blocker="runtimes not installed: run scripts/setup-env.sh --gpu (or pass --setup)"
 fi
-if [ -z "$blocker" ]; then
-  cargo build --all-features --locked > "$out/build.log" 2>&1 || blocker="cargo build failed (see $out/build.log)"
+if [ -z "$blocker$broken" ]; then
+  cargo build --all-features --locked > "$out/build.log" 2>&1 || broken="cargo build failed (see $out/build.log)"
 fi
 providers=""
-if [ -z "$blocker" ]; then
+if [ -z "$blocker$broken" ]; then
   "$bin" doctor --gpu > "$out/doctor.txt" 2>&1
   # e.g. "ORT providers  CPU, CUDA, TensorRT"
   providers="$(grep -m1 'ORT providers' "$out/doctor.txt" | sed 's/^ *\[[A-Za-z ]*\] *//' || true)"
 fi
-if [ -z "$blocker" ] && [ ! -f "$golden/${cases[0]}.safetensors" ]; then
+if [ -z "$blocker$broken" ] && [ ! -f "$golden/${cases[0]}.safetensors" ]; then
   blocker="goldens not found in $golden (set FOCUS_SHARED_DIR)"
 fi
 
 # Why one provider's parts cannot run ("" when they can).
 provider_blocker() {
-  if [ -n "$blocker" ]; then
+  if [ -n "$broken" ]; then
+    echo "FAILED: $broken"
+  elif [ -n "$blocker" ]; then
     echo "$blocker"
   elif ! grep -q "$1" <<< "$providers"; then
     echo "this ONNX Runtime has no $1 provider (doctor: ${providers:-no report}); install it with scripts/setup-env.sh --gpu"
@@ -84,7 +88,10 @@ part() {
   local why
   why="$(provider_blocker "$provider")"
   if [ -n "$why" ]; then
-    record "$name" skipped "$why"
+    case "$why" in
+      FAILED:*) record "$name" failed "${why#FAILED: }" ;;
+      *) record "$name" skipped "$why" ;;
+    esac
     return
   fi
   local left=$((budget_s - ($(date +%s) - start)))
@@ -93,19 +100,22 @@ part() {
     return
   fi
   [ "$share" -gt "$left" ] && share=$left
+  # The share covers the check and the timing (60 s of it).
+  local bench_s=60
+  local check_s=$((share - bench_s))
   local t0 report="$out/$name.check.json" benchf="$out/$name.bench.json" inputs=()
   for c in "${cases[@]}"; do inputs+=(--input "$golden/$c.safetensors"); done
   t0=$(date +%s)
-  timeout "$share" "$bin" check --runtime ort "$@" --weights "$weights" --model "$model" \
+  timeout "$check_s" "$bin" check --runtime ort "$@" --weights "$weights" --model "$model" \
     "${inputs[@]}" --report "$report" > "$out/$name.check.txt" 2>&1
   local rc=$?
   local took=$(($(date +%s) - t0))
   if [ "$rc" = 124 ]; then
-    record "$name" timed-out "check ran past its ${share} s share of the budget" "" "" "$took"
+    record "$name" timed-out "check ran past its ${check_s} s share of the budget" "" "" "$took"
     return
   fi
   # Timing on the largest golden, engines already built and cached by the check.
-  timeout 90 "$bin" bench --runtimes torch,ort "$@" --weights "$weights" --model "$model" \
+  timeout "$bench_s" "$bin" bench --runtimes torch,ort "$@" --weights "$weights" --model "$model" \
     --input "$golden/${cases[3]}.safetensors" --json > "$benchf" 2> "$out/$name.bench.err" || : > "$benchf"
   if [ "$rc" = 0 ]; then
     record "$name" passed "" "$report" "$benchf" "$took"
@@ -117,23 +127,28 @@ part() {
 weights="$out/focus_detr_r50_synth.safetensors"
 trt_model="$out/focus_detr_tensorrt.onnx"
 cuda_model="$out/focus_detr_cuda.onnx"
-if [ -z "$blocker" ] && grep -qE 'CUDA|TensorRT' <<< "$providers"; then
+if [ -z "$blocker$broken" ] && grep -qE 'CUDA|TensorRT' <<< "$providers"; then
   # The goldens' weights (seed 0), and the two exports with the diagnostic outputs and selection
   # inputs, so that `check` runs its forced pass too.
   "$bin" init-weights --seed 0 -o "$weights" > /dev/null &&
     "$bin" --weights "$weights" --target tensorrt --debug --selection-inputs -o "$trt_model" > "$out/export_tensorrt.txt" &&
     "$bin" --weights "$weights" --target ort-cuda --debug --selection-inputs -o "$cuda_model" > "$out/export_cuda.txt" ||
-    blocker="exporting the models failed (see $out/export_*.txt)"
+    broken="exporting the models failed (see $out/export_*.txt)"
 fi
+start=$(date +%s)
 
 engines="$out/engines"
 mkdir -p "$engines"
 part tensorrt-fp32 TensorRT "$trt_model" 200 --provider tensorrt --engine-cache "$engines"
 # fp16 engines are judged by the fp16 budgets (`check --fp16`, focus_export::check::FP16).
-part tensorrt-fp16 TensorRT "$trt_model" 200 --provider tensorrt --fp16 --engine-cache "$engines"
-part cuda CUDA "$cuda_model" 80 --provider cuda
+part tensorrt-fp16 TensorRT "$trt_model" 160 --provider tensorrt --fp16 --engine-cache "$engines"
+part cuda CUDA "$cuda_model" 120 --provider cuda
 
 python="$(command -v python3 || echo .venv/bin/python)"
+if ! "$python" -c pass 2> /dev/null; then
+  say "no Python to write $out/summary.json; the parts are in $parts"
+  exit 1
+fi
 "$python" - "$parts" "$out/summary.json" "${gpu_name:-}" "$(($(date +%s) - start))" <<'PY'
 import json, sys
 parts_file, summary_file, gpu, seconds = sys.argv[1:5]
@@ -161,7 +176,7 @@ with open(summary_file, "w") as f:
     json.dump(summary, f, indent=2)
 print(json.dumps(summary, indent=2))
 PY
-if grep -q $'\tfailed\t' "$parts"; then
+if grep -qE $'\t(failed|timed-out)\t' "$parts"; then
   exit 1
 fi
 exit 0

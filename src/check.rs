@@ -162,8 +162,10 @@ pub struct SelectionReport {
 pub struct DetectionReport {
     /// Reference detections compared (per image, summed).
     pub compared: usize,
-    /// Those with a runtime counterpart (same label, IoU ≥ [`MIN_IOU`], |Δscore| ≤ [`TOL_FEATURES`]).
+    /// Those with a runtime counterpart (same label, IoU and |Δscore| within the budgets').
     pub matched: usize,
+    /// The fraction of `compared` that had to be matched.
+    pub min_matched: f64,
     /// Verdict.
     pub status: Status,
     /// Why, when not judged.
@@ -225,7 +227,7 @@ impl CaseReport {
                 "detections: {}/{} matched (need {:.0} %)",
                 d.matched,
                 d.compared,
-                MIN_MATCHED * 100.0
+                d.min_matched * 100.0
             ));
         }
         out
@@ -633,6 +635,7 @@ fn detection_report_at(
     Some(DetectionReport {
         compared,
         matched,
+        min_matched,
         status: match (judged, ok) {
             (_, true) => Status::Pass,
             (true, false) => Status::Fail,

@@ -145,7 +145,6 @@ fn the_tensorrt_export_is_valid_and_refused_by_cpu_runtimes_with_advice() {
         r.violations,
         r.undecided
     );
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = r#"
 import onnx, sys
 m = onnx.load(sys.argv[1])
@@ -170,16 +169,7 @@ for n in m.graph.node:
         assert casts.get(n.input[0]) == onnx.TensorProto.FLOAT, n
 print('ok')
 "#;
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .arg(&m)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python_on_model(script, &m);
     let e = OrtRuntime::new(
         &m,
         &OrtOptions {

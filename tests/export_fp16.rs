@@ -1,5 +1,5 @@
 //! `--precision fp16`: the export is checker-valid, deterministic, at most 0.55× the float32
-//! file, runs on ONNX Runtime CPU, and with the goldens' selections forced meets the float16
+//! file (its TensorRT form lint-clean), runs on ONNX Runtime CPU, and with the goldens' selections forced meets the float16
 //! budgets (`focus_export::check::FP16`) on every golden case; free-running agreement is
 //! reported, not judged beyond the near-tie rule at float16's resolution.
 #![cfg(all(feature = "torch", feature = "ort"))]
@@ -50,6 +50,18 @@ fn the_fp16_export_is_valid_deterministic_and_about_half_the_size() {
         std::fs::read(fp16).unwrap() == std::fs::read(&again).unwrap(),
         "two fp16 exports differ"
     );
+    // The TensorRT form in fp16 passes the lint, every check decided.
+    let trt = golden::export_model(
+        &["--target", "tensorrt", "--precision", "fp16"],
+        "fp16_trt.onnx",
+    );
+    let r = focus_exporters::lint::lint_tensorrt_file(&trt).unwrap();
+    assert!(
+        r.ok() && r.undecided.is_empty(),
+        "{:#?} {:?}",
+        r.violations,
+        r.undecided
+    );
     let opts = OrtOptions {
         provider: Provider::Cpu,
         threads: Some(1),
@@ -57,7 +69,6 @@ fn the_fp16_export_is_valid_deterministic_and_about_half_the_size() {
     };
     let rt = OrtRuntime::new(fp16, &opts).unwrap();
     assert_eq!(rt.precision(), focus_exporters::fp16::Precision::Fp16);
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = r#"
 import onnx, sys
 m = onnx.load(sys.argv[1])
@@ -71,16 +82,7 @@ for v in list(m.graph.input[:1]) + list(m.graph.output):
     assert v.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64), v.name
 print('ok')
 "#;
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .arg(fp16)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python_on_model(script, fp16);
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::golden::{self, debug_model, forced_model};
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
@@ -34,23 +33,10 @@ golden_case_tests!(check);
 #[test]
 fn the_pinned_onnx_checker_accepts_the_model() {
     let plain = golden::export_model(&[], "plain.onnx");
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/setup-env.sh",
-        python.display()
-    );
     for m in [&plain, debug_model()] {
-        let out = Command::new(&python)
-            .args(["-c", "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok', m.opset_import[0].version)"])
-            .arg(m)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            m.display(),
-            String::from_utf8_lossy(&out.stderr)
+        common::run_python_on_model(
+            "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok', m.opset_import[0].version)",
+            m,
         );
     }
 }

@@ -140,6 +140,14 @@ pub enum Fp16Error {
         /// The input.
         input: String,
     },
+    /// A float16 value (weight or constant) would overflow.
+    #[error("fp16 conversion: `{tensor}` holds {value}, beyond float16's range (±65504); keep this model in fp32")]
+    OutOfRange {
+        /// The tensor (initializer, or the node holding the constant).
+        tensor: String,
+        /// The first value out of range.
+        value: f32,
+    },
 }
 
 /// What the conversion did.
@@ -155,7 +163,11 @@ pub struct Fp16Summary {
     pub fp16_weights: usize,
 }
 
-fn f16_tensor(t: &TensorProto) -> TensorProto {
+/// The largest finite float16.
+const F16_MAX: f32 = 65504.0;
+
+/// `t` as float16; a finite value beyond float16's range is an error naming the tensor.
+fn f16_tensor(t: &TensorProto, what: &str) -> Result<TensorProto, Fp16Error> {
     let mut o = t.clone();
     let vals: Vec<f32> = if t.raw_data.is_empty() {
         t.float_data.clone()
@@ -165,13 +177,19 @@ fn f16_tensor(t: &TensorProto) -> TensorProto {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
+    if let Some(&v) = vals.iter().find(|v| v.is_finite() && v.abs() > F16_MAX) {
+        return Err(Fp16Error::OutOfRange {
+            tensor: what.to_string(),
+            value: v,
+        });
+    }
     o.float_data.clear();
     o.raw_data = vals
         .iter()
         .flat_map(|&v| f16::from_f32(v).to_le_bytes())
         .collect();
     o.data_type = DataType::FLOAT16 as i32;
-    o
+    Ok(o)
 }
 
 fn is_f32(t: &TensorProto) -> bool {
@@ -192,7 +210,45 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
     };
     let weights: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let index = index_nodes(&g.node, &weights, &is_float);
-    let island = |i: usize, n: &NodeProto| index.contains(&i) || is_island(n);
+    // Which nodes compute in float16. Constants (Constant, ConstantOfShape) follow their
+    // consumers: float16 only when every consumer reads float16, else float32 (a float16 copy
+    // cast back would lose digits, e.g. 2π → 6.28125).
+    let mut consumers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (k, n) in g.node.iter().enumerate() {
+        for (i, x) in n.input.iter().enumerate() {
+            consumers.entry(x.as_str()).or_default().push((k, i));
+        }
+    }
+    let ordinary_low: Vec<bool> = g
+        .node
+        .iter()
+        .enumerate()
+        .map(|(k, n)| !index.contains(&k) && !is_island(n))
+        .collect();
+    let low_node: Vec<bool> = g
+        .node
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            if !matches!(n.op_type.as_str(), "Constant" | "ConstantOfShape") || !n.domain.is_empty()
+            {
+                return ordinary_low[k];
+            }
+            let readers = n
+                .output
+                .iter()
+                .flat_map(|o| consumers.get(o.as_str()))
+                .flatten();
+            let mut any = false;
+            let all_low = readers.into_iter().all(|&(c, i)| {
+                any = true;
+                ordinary_low[c] && !fixed_f32_input(&g.node[c], i)
+            });
+            ordinary_low[k] && any && all_low
+        })
+        .collect();
+    drop(consumers);
+    let island = |k: usize| !low_node[k];
     let mut summary = Fp16Summary::default();
     // Which weights float16 nodes read, and which float32 nodes read.
     let inits: HashSet<String> = g
@@ -203,7 +259,7 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
         .collect();
     let (mut read_low, mut read_high) = (HashSet::new(), HashSet::new());
     for (k, n) in g.node.iter().enumerate() {
-        let island = island(k, n);
+        let island = island(k);
         for (i, x) in n.input.iter().enumerate() {
             if inits.contains(x) {
                 if island || fixed_f32_input(n, i) {
@@ -225,12 +281,12 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
     {
         let name = t.name.clone();
         if read_high.contains(&name) {
-            let mut c = f16_tensor(t);
+            let mut c = f16_tensor(t, &name)?;
             c.name = format!("{name}.fp16");
             low_name.insert(name, c.name.clone());
             extra.push(c);
         } else {
-            *t = f16_tensor(t);
+            *t = f16_tensor(t, &name)?;
             low_name.insert(name.clone(), name);
         }
         summary.fp16_weights += 1;
@@ -243,9 +299,18 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
         home.insert(v.name.clone(), false);
     }
     let mut casts: HashMap<(String, bool), String> = HashMap::new();
+    // Declared shapes, so that a cast value is declared like its source (the plugin's contract
+    // and the lint need the ranks of its inputs).
+    let declared: HashMap<String, onnx_protobuf::ValueInfoProto> = g
+        .value_info
+        .iter()
+        .chain(&g.input)
+        .map(|v| (v.name.clone(), v.clone()))
+        .collect();
+    let mut cast_info = Vec::new();
     let mut nodes = Vec::with_capacity(g.node.len());
     for (k, mut n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        let low = !island(k, &n);
+        let low = !island(k);
         let mut touches_float = false;
         for i in 0..n.input.len() {
             let x = n.input[i].clone();
@@ -293,6 +358,11 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
                 c.attribute.push(a);
                 nodes.push(c);
                 summary.casts += 1;
+                if let Some(v) = declared.get(&x) {
+                    let mut v = v.clone();
+                    v.name = out.clone();
+                    cast_info.push((v, want_low));
+                }
                 out
             });
             n.input[i] = name.clone();
@@ -305,11 +375,23 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
                     }
                     ("ConstantOfShape" | "Constant", "value") => {
                         if let Some(t) = a.t.as_mut().filter(|t| is_f32(t)) {
-                            *t = f16_tensor(t);
+                            *t = f16_tensor(t, &n.name)?;
                         }
                     }
                     _ => {}
                 }
+            }
+            // ConstantOfShape without `value` gives float32 zeros: spell out float16 ones.
+            if n.op_type == "ConstantOfShape" && !n.attribute.iter().any(|a| a.name == "value") {
+                let mut t = TensorProto::new();
+                t.dims = vec![1];
+                t.data_type = DataType::FLOAT16 as i32;
+                t.raw_data = f16::ZERO.to_le_bytes().to_vec();
+                let mut a = AttributeProto::new();
+                a.name = "value".into();
+                a.t = protobuf::MessageField::some(t);
+                a.type_ = onnx_protobuf::attribute_proto::AttributeType::TENSOR.into();
+                n.attribute.push(a);
             }
         }
         let mut float_out = false;
@@ -329,6 +411,18 @@ pub fn convert(m: &mut ModelProto) -> Result<Fp16Summary, Fp16Error> {
         nodes.push(n);
     }
     g.node = nodes;
+    for (mut v, low) in cast_info {
+        if let Some(type_proto::Value::TensorType(tt)) =
+            v.type_.as_mut().and_then(|t| t.value.as_mut())
+        {
+            tt.elem_type = if low {
+                DataType::FLOAT16 as i32
+            } else {
+                DataType::FLOAT as i32
+            };
+        }
+        g.value_info.push(v);
+    }
     // Declared types follow: float values that now live in float16.
     for v in g.value_info.iter_mut() {
         if home.get(&v.name).copied().unwrap_or(false) {
@@ -423,6 +517,56 @@ mod tests {
             panic!("output type")
         };
         assert_eq!(tt.elem_type, DataType::FLOAT as i32);
+    }
+
+    #[test]
+    fn constants_follow_their_consumers_and_overflow_is_an_error() {
+        let mut g = GraphBuilder::default();
+        g.input("x", Elem::F32, &[DeclDim::Fixed(2), DeclDim::Fixed(8)]);
+        let s = g.node("Shape", &["x"], 1, &[]);
+        // Zeros from ConstantOfShape (no `value`: float32 by default) added to x in float16.
+        let z = g.node("ConstantOfShape", &[&s[0]], 1, &[]);
+        let a = g.node("Add", &["x", &z[0]], 1, &[]);
+        // A Constant only the Pow island reads stays float32 (2π would become 6.28125).
+        let y = g.node("Pow", &[&a[0], "two_pi"], 1, &[]);
+        g.output(
+            "y",
+            &y[0],
+            Elem::F32,
+            &[DeclDim::Fixed(2), DeclDim::Fixed(8)],
+        );
+        let mut m = g.finish("t", 17, &[]);
+        let mut c = NodeProto::new();
+        c.op_type = "Constant".into();
+        c.name = "two_pi".into();
+        c.output = vec!["two_pi".into()];
+        let mut t = TensorProto::new();
+        t.data_type = DataType::FLOAT as i32;
+        t.raw_data = std::f32::consts::TAU.to_le_bytes().to_vec();
+        let mut a = AttributeProto::new();
+        a.name = "value".into();
+        a.t = protobuf::MessageField::some(t);
+        a.type_ = onnx_protobuf::attribute_proto::AttributeType::TENSOR.into();
+        c.attribute.push(a);
+        m.graph.as_mut().unwrap().node.insert(0, c);
+        convert(&mut m).unwrap();
+        let cos = node(&m, "ConstantOfShape")[0];
+        let v = cos.attribute.iter().find(|a| a.name == "value").unwrap();
+        assert_eq!(v.t.as_ref().unwrap().data_type, DataType::FLOAT16 as i32);
+        let c = node(&m, "Constant")[0];
+        assert_eq!(
+            c.attribute[0].t.as_ref().unwrap().data_type,
+            DataType::FLOAT as i32
+        );
+        assert_eq!(node(&m, "Pow")[0].input[1], "two_pi");
+
+        let mut g = GraphBuilder::default();
+        g.input("x", Elem::F32, &[DeclDim::Fixed(1)]);
+        let big = g.const_f32(&[1e6], &[1]);
+        g.node("Mul", &["x", &big], 1, &[]);
+        let mut m = g.finish("t", 17, &[]);
+        let e = convert(&mut m).unwrap_err().to_string();
+        assert!(e.contains(&big) && e.contains("65504"), "{e}");
     }
 
     #[test]

@@ -529,7 +529,13 @@ fn value_info_info(v: &onnx_protobuf::ValueInfoProto) -> Option<Info> {
 fn output_types(n: &NodeProto, vals: &Values) -> Vec<Option<Ty>> {
     let first = n.input.first().and_then(|i| vals.ty(i));
     let one = |t: Option<Ty>| vec![t; n.output.len().max(1)];
-    match (n.domain.as_str(), n.op_type.as_str()) {
+    // The default domain may be spelled "" or "ai.onnx".
+    let domain = if n.domain == "ai.onnx" {
+        ""
+    } else {
+        n.domain.as_str()
+    };
+    match (domain, n.op_type.as_str()) {
         ("", "Cast") => one(attr_int(n, "to").and_then(|t| Ty::from_proto(t as i32))),
         ("", "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin") => one(Some(Ty::I64)),
         (
@@ -696,7 +702,16 @@ pub fn lint_tensorrt(m: &ModelProto) -> LintReport {
         // Types of the data inputs.
         let checked: Vec<&String> = match data {
             Data::First => n.input.iter().take(1).collect(),
-            Data::All => n.input.iter().filter(|i| !i.is_empty()).collect(),
+            // Each distinct input once (Mul(x, x) is one violation); Range's types have their
+            // own rule.
+            Data::All if op == "Range" => Vec::new(),
+            Data::All => {
+                let mut seen = std::collections::HashSet::new();
+                n.input
+                    .iter()
+                    .filter(|i| !i.is_empty() && seen.insert(i.as_str()))
+                    .collect()
+            }
             Data::Branches => n.input.iter().skip(1).take(2).collect(),
         };
         for i in checked {
@@ -761,11 +776,12 @@ fn op_rules(
                         ),
                     ),
                 },
-                None => {
-                    if attr_int(n, "k").is_none() {
-                        err("topk-k", "no K input".into());
-                    }
-                }
+                // Opset 9: K is an attribute.
+                None => match attr_int(n, "k") {
+                    Some(k) if k < TRT_TOPK_K_LIMIT => {}
+                    Some(k) => err("topk-k", format!("K = {k}, not below {TRT_TOPK_K_LIMIT}")),
+                    None => err("topk-k", "no K input".into()),
+                },
             }
         }
         "CumSum" if !input(1).is_some_and(|a| vals.is_const(a)) => {
@@ -1063,6 +1079,23 @@ mod tests {
         });
         only(&r, "topk-k");
         assert!(r.violations[0].detail.contains("run time"));
+        // Opset 9 spelling: K as an attribute.
+        let r = lint(|g| {
+            g.node("TopK", &["x"], 2, &[("k", Attr::Int(5000))]);
+        });
+        only(&r, "topk-k");
+        assert!(r.violations[0].detail.contains("5000"));
+    }
+
+    #[test]
+    fn an_input_used_twice_is_one_violation() {
+        let r = lint(|g| {
+            let z = g.const_f32(&[0.0], &[]);
+            let b = g.node("Greater", &["x", &z], 1, &[]);
+            g.node("Add", &[&b[0], &b[0]], 1, &[]);
+        });
+        only(&r, "dtype");
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
     }
 
     #[test]

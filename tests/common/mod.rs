@@ -167,3 +167,27 @@ pub fn assert_self_contained_html(text: &str) {
     }
     assert!(elements > 10, "an almost empty page");
 }
+
+/// Runs `script` with the pinned Python (.venv, with `onnx`) on `model` (`sys.argv[1]`) and
+/// asserts that it succeeds; returns its stdout.
+#[allow(dead_code)]
+pub fn run_python_on_model(script: &str, model: &std::path::Path) -> String {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup-env.sh",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
