@@ -648,8 +648,11 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         summary.forms.msda.as_str(),
         summary.forms.topk.as_str()
     );
-    if args.precision == focus_exporters::fp16::Precision::Fp16 {
-        println!("  precision fp16: float16 weights and computation, float32 islands (exporters/src/fp16.rs), float32 inputs and outputs");
+    if let Some(f) = &summary.fp16 {
+        println!(
+            "  precision fp16: {} nodes in float16, {} in float32 islands (exporters/src/fp16.rs), {} casts, {} weights stored as float16; float32 inputs and outputs",
+            f.fp16_nodes, f.fp32_nodes, f.casts, f.fp16_weights
+        );
     }
     println!(
         "  custom   {}",

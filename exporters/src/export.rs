@@ -182,6 +182,8 @@ pub struct ExportSummary {
     pub forms: OpForms,
     /// Non-standard nodes in the graph: (domain::op_type, count).
     pub custom_ops: Vec<(String, usize)>,
+    /// What the float16 conversion did (`--precision fp16` only).
+    pub fp16: Option<crate::fp16::Fp16Summary>,
 }
 
 fn decl(dims: &[Option<Dim>], names: &[(usize, &str)]) -> Vec<DeclDim> {
@@ -351,17 +353,12 @@ pub fn export(
             opts.precision.as_str().to_string(),
         ),
     ];
-    let custom_ops = g.custom_op_counts();
     let mut m = g.finish("focus_detr", opts.opset, &metadata);
-    if opts.precision == crate::fp16::Precision::Fp16 {
-        crate::fp16::convert(&mut m)?;
-    }
-    let graph_nodes = m.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or(&[]);
-    let nodes = graph_nodes.len();
-    let mut op_histogram = BTreeMap::new();
-    for n in graph_nodes {
-        *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
-    }
+    let fp16 = match opts.precision {
+        crate::fp16::Precision::Fp16 => Some(crate::fp16::convert(&mut m)?),
+        crate::fp16::Precision::Fp32 => None,
+    };
+    let (nodes, op_histogram, custom_ops) = crate::graph::op_counts(&m);
     let bytes = crate::graph::to_bytes(&m).map_err(|e| ExportError::Serialize(e.to_string()))?;
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
     let batch_text = shape_text(std::slice::from_ref(&batch_decl));
@@ -382,5 +379,6 @@ pub fn export(
         nodes,
         forms: opts.forms,
         custom_ops,
+        fp16,
     })
 }

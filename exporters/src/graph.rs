@@ -2,6 +2,8 @@
 //! infos, serialised with `onnx-protobuf`. Every name comes from counters and scopes, so the same
 //! sequence of calls gives byte-identical files.
 
+use std::collections::BTreeMap;
+
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto;
@@ -226,29 +228,6 @@ impl GraphBuilder {
             .is_some_and(|n| n >= 1 && n <= self.next_value)
     }
 
-    /// Nodes outside the default domain: ("domain::op_type", count), sorted.
-    pub fn custom_op_counts(&self) -> Vec<(String, usize)> {
-        let mut h = std::collections::BTreeMap::new();
-        for n in self.nodes.iter().filter(|n| !n.domain.is_empty()) {
-            *h.entry(format!("{}::{}", n.domain, n.op_type)).or_insert(0) += 1;
-        }
-        h.into_iter().collect()
-    }
-
-    /// Number of nodes so far.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Op-type histogram of the nodes (sorted by op type).
-    pub fn op_histogram(&self) -> std::collections::BTreeMap<String, usize> {
-        let mut h = std::collections::BTreeMap::new();
-        for n in &self.nodes {
-            *h.entry(n.op_type.clone()).or_insert(0) += 1;
-        }
-        h
-    }
-
     /// Assembles the model; it imports `opset` of the default domain and every custom domain its
     /// nodes use (versions from `focus_ops::decl`).
     pub fn finish(self, name: &str, opset: i64, metadata: &[(String, String)]) -> ModelProto {
@@ -289,6 +268,22 @@ impl GraphBuilder {
         }
         m
     }
+}
+
+/// Node counts of a finished model (after any rewrite such as the fp16 pass): total, per op
+/// type, and per non-standard `domain::op_type` (both sorted).
+pub fn op_counts(m: &ModelProto) -> (usize, BTreeMap<String, usize>, Vec<(String, usize)>) {
+    let nodes = m.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or(&[]);
+    let (mut ops, mut custom) = (BTreeMap::new(), BTreeMap::new());
+    for n in nodes {
+        *ops.entry(n.op_type.clone()).or_insert(0) += 1;
+        if !n.domain.is_empty() {
+            *custom
+                .entry(format!("{}::{}", n.domain, n.op_type))
+                .or_insert(0) += 1;
+        }
+    }
+    (nodes.len(), ops, custom.into_iter().collect())
 }
 
 /// Serialises a model to bytes.
