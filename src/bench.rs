@@ -8,11 +8,21 @@ use serde::Serialize;
 use crate::runtimes::{Runtime, RuntimeError};
 use crate::tensors::TensorMap;
 
+/// The paper's latency ratio of Focus-DETR to its dense base DINO (R50, V100): FPS about 20 vs
+/// 14 (Tables 1 and 11; the OCR copy in shared/paper drops the decimals, 0.71 is the ratio of
+/// the published figures).
+pub const PAPER_SPARSE_DENSE_LATENCY: f64 = 0.71;
+
+/// The paper's compute ratio of the same pair: 154 / 279 GFLOPs (Table 11).
+pub const PAPER_SPARSE_DENSE_GFLOPS: f64 = 154.0 / 279.0;
+
 /// One runtime's timings.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     /// Runtime name (`torch-cpu`, `ort-cpu`, `tract`).
     pub runtime: String,
+    /// Whether it ran the dense baseline (every encoder layer keeps every token).
+    pub dense: bool,
     /// Creating the runtime (loading weights or the model), seconds.
     pub load_s: f64,
     /// Warm-up runs (the first run includes one-off work such as tract's per-shape optimisation).
@@ -25,6 +35,8 @@ pub struct BenchResult {
     pub p90_s: f64,
     /// Peak resident memory of the process from loading to the last run, MiB (Linux only).
     pub peak_rss_mib: Option<f64>,
+    /// The runtime's own per-op profile of the timed runs, when asked for and available.
+    pub profile: Option<crate::profile::OpProfile>,
 }
 
 /// Nearest-rank percentile `q` (0..=1) of `v`.
@@ -76,15 +88,31 @@ where
     let runs_s = (0..runs.max(1))
         .map(|_| time(&mut rt))
         .collect::<Result<Vec<_>, _>>()?;
+    let peak_rss_mib = peak_rss_mib();
+    let profile = rt.take_profile(runs_s.len()).transpose()?;
     Ok(BenchResult {
         runtime: rt.name(),
+        dense: rt.config().is_some_and(|c| c.focus.dense),
         load_s,
         warmup_s,
         p50_s: percentile(&runs_s, 0.5),
         p90_s: percentile(&runs_s, 0.9),
         runs_s,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib,
+        profile,
     })
+}
+
+/// (runtime, sparse p50 ÷ dense p50) for each runtime timed both ways.
+pub fn sparse_dense_ratios(results: &[BenchResult]) -> Vec<(String, f64)> {
+    results
+        .iter()
+        .filter(|s| !s.dense)
+        .filter_map(|s| {
+            let d = results.iter().find(|d| d.dense && d.runtime == s.runtime)?;
+            Some((s.runtime.clone(), s.p50_s / d.p50_s))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod images;
 pub mod inputs;
 pub mod pictures;
+pub mod profile;
 pub mod report_html;
 pub mod runtime_env;
 pub mod runtimes;

@@ -32,11 +32,18 @@ struct ConfigArg {
     /// Preset (r50_4scale_36ep, r50_4scale_12ep, r101_4scale_36ep) or a JSON config file.
     #[arg(long, default_value = focus_models::config::DEFAULT_PRESET)]
     config: String,
+    /// The dense baseline, not the official model: every encoder layer keeps every token
+    /// (focus.dense), to measure what the token sparsity saves.
+    #[arg(long)]
+    dense: bool,
 }
 
 impl ConfigArg {
     fn load(&self) -> Result<FocusDetrConfig> {
-        FocusDetrConfig::resolve(&self.config).with_context(|| format!("--config {}", self.config))
+        let mut cfg = FocusDetrConfig::resolve(&self.config)
+            .with_context(|| format!("--config {}", self.config))?;
+        cfg.focus.dense |= self.dense;
+        Ok(cfg)
     }
 }
 
@@ -262,6 +269,9 @@ struct RuntimeArgs {
     /// is not TensorRT: it proves the graph around the plugin, not TensorRT's kernels.
     #[arg(long)]
     emulate_trt_plugins: bool,
+    /// ONNX Runtime: record its per-node profile (set by `bench --profile`).
+    #[arg(skip)]
+    profile: bool,
 }
 
 /// What the torch reference computes besides the outputs.
@@ -322,12 +332,22 @@ struct BenchArgs {
     /// Timed runs, per runtime.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Also time every runtime in the dense baseline and print sparse/dense latency ratios: ort
+    /// and tract run this model (exported with --dense), torch runs its weights with --dense.
+    #[arg(long, value_name = "DENSE.onnx")]
+    dense_model: Option<PathBuf>,
+    /// Profile the timed runs with ONNX Runtime's profiler and print the time per op type and
+    /// the slowest nodes (ort only; the warm-up runs are left out; the timings then include the
+    /// profiler's own overhead).
+    #[arg(long)]
+    profile: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -337,6 +357,21 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Ends the process quietly when the reader of stdout goes away (`focus-export … | head`), as
+/// Unix tools do: Rust starts with SIGPIPE ignored, and `println!` then panics on the broken
+/// pipe. Files are written to a temporary name and renamed, so no partial output is left.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -514,6 +549,7 @@ fn ort_runtime(args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::Run
         provider,
         threads: args.threads,
         emulate_trt_plugins: args.emulate_trt_plugins,
+        profile: args.profile,
     };
     Ok(Box::new(OrtRuntime::new(model, &opts)?))
 }
@@ -853,26 +889,48 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .get("images")
         .map(|t| format!("{:?}", t.shape))
         .unwrap_or_default();
+    // Each runtime as asked, then (with --dense-model) in the dense baseline.
+    let mut timed = args.rt.clone();
+    timed.profile = args.profile;
+    let mut forms = vec![(timed.clone(), false)];
+    if let Some(dense) = &args.dense_model {
+        let mut rt = timed;
+        rt.model = Some(dense.clone());
+        rt.config.dense = true;
+        forms.push((rt, true));
+    }
     let mut results = Vec::new();
     for kind in kinds {
-        if !args.json {
-            eprintln!(
-                "timing {kind:?} ({} warm-up, {} timed run(s))…",
-                args.warmup, args.runs
-            );
+        for (rt_args, dense) in &forms {
+            let form = if *dense { " dense" } else { "" };
+            if !args.json {
+                eprintln!(
+                    "timing {kind:?}{form} ({} warm-up, {} timed run(s))…",
+                    args.warmup, args.runs
+                );
+            }
+            let make = || {
+                let rt = make_runtime(kind, rt_args, ModelFlags::default())?;
+                if args.dense_model.is_some() {
+                    ensure_density(kind, rt_args, rt.as_ref(), *dense)?;
+                }
+                Ok(rt)
+            };
+            let r = bench(
+                || {
+                    make().map_err(|e: anyhow::Error| {
+                        focus_export::runtimes::RuntimeError::Backend(format!("{e:#}"))
+                    })
+                },
+                &inputs,
+                args.warmup,
+                args.runs,
+            )
+            .with_context(|| format!("timing {kind:?}{form} on {}", args.input.display()))?;
+            results.push(r);
         }
-        let r = bench(
-            || {
-                make_runtime(kind, &args.rt, ModelFlags::default())
-                    .map_err(|e| focus_export::runtimes::RuntimeError::Backend(format!("{e:#}")))
-            },
-            &inputs,
-            args.warmup,
-            args.runs,
-        )
-        .with_context(|| format!("timing {kind:?} on {}", args.input.display()))?;
-        results.push(r);
     }
+    let ratios = focus_export::bench::sparse_dense_ratios(&results);
     if args.json {
         let doc = serde_json::json!({
             "input": args.input.display().to_string(),
@@ -881,6 +939,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
             "warmup": args.warmup,
             "runs": args.runs,
             "results": results,
+            "sparse_dense_p50": ratios.iter().map(|(rt, r)| serde_json::json!({"runtime": rt, "ratio": r})).collect::<Vec<_>>(),
+            "paper_sparse_dense_latency": focus_export::bench::PAPER_SPARSE_DENSE_LATENCY,
+            "paper_sparse_dense_gflops": focus_export::bench::PAPER_SPARSE_DENSE_GFLOPS,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -902,7 +963,11 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     for r in &results {
         println!(
             "  {:<16} {:>8.2} {:>9.3} {:>9.3} {:>9.2} {:>10} {}",
-            r.runtime,
+            if r.dense {
+                format!("{} dense", r.runtime)
+            } else {
+                r.runtime.clone()
+            },
             r.load_s,
             r.p50_s,
             r.p90_s,
@@ -914,7 +979,53 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 .map_or_else(|| "-".into(), |t| format!("{t:.2}"))
         );
     }
+    if !ratios.is_empty() {
+        let each: Vec<String> = ratios
+            .iter()
+            .map(|(rt, r)| format!("{rt} {r:.2}"))
+            .collect();
+        println!(
+            "  sparse/dense p50: {} (the paper, V100: latency {:.2}, GFLOPs {:.2})",
+            each.join(", "),
+            focus_export::bench::PAPER_SPARSE_DENSE_LATENCY,
+            focus_export::bench::PAPER_SPARSE_DENSE_GFLOPS
+        );
+    }
+    for r in &results {
+        if let Some(p) = &r.profile {
+            let dense = if r.dense { " dense" } else { "" };
+            print!("\n{}", p.table(&format!("{}{dense}", r.runtime)));
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--dense-model`, each timed model must be the form it is timed as: the sparse one as
+/// `--model` (or torch's config), the dense one (exported with `--dense`) as `--dense-model`.
+fn ensure_density(
+    kind: RuntimeKind,
+    args: &RuntimeArgs,
+    rt: &dyn focus_export::runtimes::Runtime,
+    dense: bool,
+) -> Result<()> {
+    let what = match (kind, &args.model) {
+        (RuntimeKind::Torch, _) | (_, None) => format!("{kind:?}'s configuration"),
+        (_, Some(m)) => m.display().to_string(),
+    };
+    match rt.config().map(|c| c.focus.dense) {
+        None => bail!(
+            "{what}: no focus-export configuration in its metadata, so whether it is the dense \
+             baseline is unknown; export it with focus-export"
+        ),
+        Some(false) if dense => {
+            bail!("{what} (--dense-model) is not a dense export: export it with --dense")
+        }
+        Some(true) if !dense => bail!(
+            "{what} is a dense export: pass the sparse model as --model and the dense one as \
+             --dense-model"
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Builds a runtime for a benchmark.
@@ -1046,6 +1157,7 @@ fn bench_ops(
                         provider: Provider::Cpu,
                         threads,
                         emulate_trt_plugins: false,
+                        profile: false,
                     },
                 )
                 .map(|r| Box::new(r) as Box<dyn Runtime>)

@@ -175,3 +175,27 @@ fn force_selections_reproduces_the_golden_selections_and_boxes() {
     );
     assert!(!out.exists(), "an output file was written for a failed run");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_process_quietly() {
+    // As `focus-export names | head -1`: the reader is gone before the first line is written.
+    use std::process::Stdio;
+    let mut child = common::cli()
+        .args(["names", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    }
+}

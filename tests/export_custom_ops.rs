@@ -28,9 +28,9 @@ fn models(
 ) -> &'static (PathBuf, PathBuf) {
     cell.get_or_init(|| {
         let f: Vec<&str> = flags.iter().copied().chain(["--debug"]).collect();
-        let a = golden::export_model(&f, &format!("{tag}.onnx"));
+        let a = golden::export_model(&f, &format!("{tag}.onnx")).keep();
         let f2: Vec<&str> = f.iter().copied().chain(["--selection-inputs"]).collect();
-        let b = golden::export_model(&f2, &format!("{tag}_inj.onnx"));
+        let b = golden::export_model(&f2, &format!("{tag}_inj.onnx")).keep();
         (a, b)
     })
 }
@@ -58,6 +58,7 @@ fn ort_session(model: &Path, emulate_trt_plugins: bool) -> Box<dyn Runtime> {
                 provider: Provider::Cpu,
                 threads: Some(2),
                 emulate_trt_plugins,
+                profile: false,
             },
         )
         .unwrap(),
@@ -176,6 +177,7 @@ print('ok')
             provider: Provider::Cpu,
             threads: Some(1),
             emulate_trt_plugins: false,
+            profile: false,
         },
     )
     .err()
@@ -206,6 +208,7 @@ fn tensorrt_engine_parity_when_a_gpu_is_present() {
         },
         threads: None,
         emulate_trt_plugins: false,
+        profile: false,
     };
     let mut rt = match OrtRuntime::new(&m, &opts) {
         Ok(rt) => rt,

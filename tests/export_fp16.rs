@@ -22,13 +22,14 @@ fn models() -> &'static (PathBuf, PathBuf) {
     static M: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     M.get_or_init(|| {
         let flags = ["--debug", "--selection-inputs"];
-        let fp32 = golden::export_model(&flags, "fp16_test_fp32.onnx");
+        let fp32 = golden::export_model(&flags, "fp16_test_fp32.onnx").keep();
         let f16: Vec<&str> = flags
             .iter()
             .copied()
             .chain(["--precision", "fp16"])
             .collect();
-        (fp32, golden::export_model(&f16, "fp16_test_fp16.onnx"))
+        let fp16 = golden::export_model(&f16, "fp16_test_fp16.onnx").keep();
+        (fp32, fp16)
     })
 }
 
@@ -66,6 +67,7 @@ fn the_fp16_export_is_valid_deterministic_and_about_half_the_size() {
         provider: Provider::Cpu,
         threads: Some(1),
         emulate_trt_plugins: false,
+        profile: false,
     };
     let rt = OrtRuntime::new(fp16, &opts).unwrap();
     assert_eq!(rt.precision(), focus_exporters::fp16::Precision::Fp16);

@@ -18,6 +18,7 @@ fn ort(model: &Path) -> OrtRuntime {
             provider: Provider::Cpu,
             threads: Some(2),
             emulate_trt_plugins: false,
+            profile: false,
         },
     )
     .unwrap()
@@ -33,7 +34,7 @@ golden_case_tests!(check);
 #[test]
 fn the_pinned_onnx_checker_accepts_the_model() {
     let plain = golden::export_model(&[], "plain.onnx");
-    for m in [&plain, debug_model()] {
+    for m in [&*plain, debug_model().as_path()] {
         common::run_python_on_model(
             "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok', m.opset_import[0].version)",
             m,

@@ -48,6 +48,7 @@ fn runtimes(path: &Path) -> Vec<Box<dyn Runtime>> {
             provider: Provider::Cpu,
             threads: Some(2),
             emulate_trt_plugins: false,
+            profile: false,
         },
     )
     .unwrap();

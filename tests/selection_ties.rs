@@ -16,7 +16,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use common::golden;
@@ -196,7 +196,7 @@ fn assert_same_selections(what: &str, a: &TensorMap, b: &TensorMap) {
 }
 
 /// A `--debug --selection-inputs` export with `flags`, once per test binary.
-fn export(flags: &[&str], file: &str) -> PathBuf {
+fn export(flags: &[&str], file: &str) -> golden::ExportedModel {
     let f: Vec<&str> = flags
         .iter()
         .copied()
@@ -210,6 +210,7 @@ fn ort(model: &Path) -> Box<dyn Runtime> {
         provider: Provider::Cpu,
         threads: Some(2),
         emulate_trt_plugins: false,
+        profile: false,
     };
     Box::new(OrtRuntime::new(model, &opts).unwrap())
 }
@@ -222,7 +223,11 @@ fn tract(model: &Path) -> Box<dyn Runtime> {
 /// scores are the same bits up to each selection, so the tie rule alone decides); (2) against
 /// the reference, free running differs only at near-ties of the reference's own scores, and
 /// forced to the reference's selections every tensor is within its full budget.
-fn check_runtime(what: &str, models: &[(&str, PathBuf)], rt: fn(&Path) -> Box<dyn Runtime>) {
+fn check_runtime(
+    what: &str,
+    models: &[(&str, golden::ExportedModel)],
+    rt: fn(&Path) -> Box<dyn Runtime>,
+) {
     let mut runtimes: Vec<(&str, Box<dyn Runtime>)> =
         models.iter().map(|(form, m)| (*form, rt(m))).collect();
     for (name, input, want) in reference() {

@@ -140,7 +140,8 @@ pub struct TransformerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FocusConfig {
-    /// Keep ratio ρ: K = int(ρ·N) + 1, computed in float32.
+    /// Keep ratio ρ: K = int(ρ·N) + 1, computed in float32 (so ρ < 1: ρ = 1 would ask for N + 1
+    /// of N tokens).
     pub rho: f32,
     /// Per-encoder-layer fraction of K: k_l = int(cascade[l]·K), computed in float32.
     pub cascade: Vec<f32>,
@@ -154,6 +155,10 @@ pub struct FocusConfig {
     pub proposal_valid_max: f64,
     /// Proposal size at level 0; doubles per level.
     pub proposal_base_size: f64,
+    /// The dense baseline (not the official model): every encoder layer keeps every token,
+    /// K = N and every k_l = N, ignoring ρ and the cascade. For measuring what the sparsity saves.
+    #[serde(default)]
+    pub dense: bool,
 }
 
 /// Decoder constants.
@@ -244,6 +249,7 @@ impl FocusDetrConfig {
                 proposal_valid_min: 0.01,
                 proposal_valid_max: 0.99,
                 proposal_base_size: 0.05,
+                dense: false,
             },
             decoder: DecoderConfig {
                 box_sine_temperature: 10000.0,
@@ -428,8 +434,16 @@ impl FocusDetrConfig {
         if !self.position_embedding.offset.is_finite() {
             return fail("position_embedding.offset", "must be finite".into());
         }
-        if !(f.rho > 0.0 && f.rho <= 1.0) {
-            return fail("focus.rho", format!("{} must be in (0, 1]", f.rho));
+        if !(f.rho > 0.0 && f.rho < 1.0) {
+            return fail(
+                "focus.rho",
+                format!(
+                    "{} must be in (0, 1): the budget K = int(ρ·N) + 1 must not exceed the N \
+                     tokens (the official code fails the same way at ρ = 1); to keep every \
+                     token, set focus.dense (--dense) instead",
+                    f.rho
+                ),
+            );
         }
         if f.cascade.len() != t.num_encoder_layers {
             return fail(
@@ -536,16 +550,26 @@ impl BackboneConfig {
 }
 
 impl FocusConfig {
-    /// Token budget K = int(float32(ρ)·N) + 1 for N valid tokens (float32 product, truncated).
+    /// Token budget K = int(float32(ρ)·N) + 1 for N valid tokens (float32 product, truncated);
+    /// N when dense.
     pub fn token_budget(&self, n_tokens: usize) -> usize {
+        if self.dense {
+            return n_tokens;
+        }
         (self.rho * n_tokens as f32) as usize + 1
     }
 
-    /// Tokens selected per encoder layer, k_l = int(float32(c_l)·K).
+    /// Tokens selected per encoder layer, k_l = int(float32(c_l)·K); K in every layer when dense.
     pub fn layer_token_counts(&self, budget: usize) -> Vec<usize> {
         self.cascade
             .iter()
-            .map(|c| (c * budget as f32) as usize)
+            .map(|c| {
+                if self.dense {
+                    budget
+                } else {
+                    (c * budget as f32) as usize
+                }
+            })
             .collect()
     }
 }
@@ -736,6 +760,28 @@ mod tests {
         assert_eq!(cfg.heads.num_select, 100);
         assert_eq!(cfg.heads.num_queries, 900);
         assert_eq!(cfg.position_embedding.temperature, 20.0);
+    }
+
+    #[test]
+    fn rho_one_is_refused_and_dense_keeps_every_token() {
+        // K = int(1.0·N) + 1 = N + 1 > N: refused by name, pointing at the dense switch.
+        let e = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "focus": {"rho": 1.0}}"#,
+            "t.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("focus.rho") && e.contains("dense"), "{e}");
+        let cfg = FocusDetrConfig::from_json_str(
+            r#"{"base": "r50_4scale_36ep", "focus": {"dense": true}}"#,
+            "t.json",
+        )
+        .unwrap();
+        let f = &cfg.focus;
+        assert_eq!(f.token_budget(3060), 3060);
+        assert_eq!(f.layer_token_counts(3060), [3060; 6]);
+        assert_eq!(cfg.min_tokens(), f.object_tokens);
+        assert!(!FocusDetrConfig::default().focus.dense);
     }
 
     #[test]

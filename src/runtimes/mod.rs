@@ -52,6 +52,17 @@ pub trait Runtime {
     fn precision(&self) -> focus_exporters::fp16::Precision {
         focus_exporters::fp16::Precision::Fp32
     }
+    /// The model's configuration, when known (an exported model records it in its metadata).
+    fn config(&self) -> Option<&focus_models::FocusDetrConfig> {
+        None
+    }
+    /// Ends the runtime's own profiling, when it was asked for, and sums its last `runs` runs.
+    fn take_profile(
+        &mut self,
+        _runs: usize,
+    ) -> Option<Result<crate::profile::OpProfile, RuntimeError>> {
+        None
+    }
 }
 
 /// The precision recorded in an exported model's metadata (absent: float32, as every export

@@ -46,6 +46,8 @@ pub struct OrtOptions {
     /// Run TensorRT plugin nodes with focus-export's CPU emulation (`--emulate-trt-plugins`):
     /// checks the `--target tensorrt` export without TensorRT; it is not TensorRT.
     pub emulate_trt_plugins: bool,
+    /// Record ONNX Runtime's per-node profile (`bench --profile`; read with `take_profile`).
+    pub profile: bool,
 }
 
 /// Errors specific to ONNX Runtime.
@@ -107,6 +109,8 @@ pub struct OrtRuntime {
     name: String,
     cfg: Option<focus_models::FocusDetrConfig>,
     precision: focus_exporters::fp16::Precision,
+    /// Profiling is on and not yet ended.
+    profiling: bool,
 }
 
 impl OrtRuntime {
@@ -123,6 +127,12 @@ impl OrtRuntime {
         let mut b = Session::builder(env).map_err(sess_err)?;
         if let Some(t) = opts.threads {
             b = b.with_intra_threads(t).map_err(builder_err)?;
+        }
+        if opts.profile {
+            // ORT names the file <prefix>_<date>.json; end_profiling says which.
+            let prefix = std::env::temp_dir()
+                .join(format!("focus-export-ort-profile-{}", std::process::id()));
+            b = b.with_profiling(prefix).map_err(builder_err)?;
         }
         let provider_err = |provider: &'static str, message: String| OrtError::Provider {
             provider,
@@ -224,6 +234,7 @@ impl OrtRuntime {
             name,
             cfg,
             precision,
+            profiling: opts.profile,
         })
     }
 
@@ -244,6 +255,29 @@ impl Runtime for OrtRuntime {
 
     fn precision(&self) -> focus_exporters::fp16::Precision {
         self.precision
+    }
+
+    fn config(&self) -> Option<&focus_models::FocusDetrConfig> {
+        self.cfg.as_ref()
+    }
+
+    fn take_profile(
+        &mut self,
+        runs: usize,
+    ) -> Option<Result<crate::profile::OpProfile, RuntimeError>> {
+        if !std::mem::take(&mut self.profiling) {
+            return None;
+        }
+        let fail = |m: String| RuntimeError::Backend(format!("ONNX Runtime profile: {m}"));
+        let path = match self.session.end_profiling() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(fail(e.to_string()))),
+        };
+        let json = std::fs::read_to_string(&path).map_err(|e| fail(format!("{path}: {e}")));
+        let _ = std::fs::remove_file(&path);
+        Some(json.and_then(|j| {
+            crate::profile::parse_ort(&j, &path, runs).map_err(|e| fail(e.to_string()))
+        }))
     }
 
     fn inputs(&self) -> Vec<String> {

@@ -71,6 +71,10 @@ fn to_host(t: &Tensor) -> Result<HostTensor, tch::TchError> {
 }
 
 impl Runtime for TorchRuntime {
+    fn config(&self) -> Option<&FocusDetrConfig> {
+        Some(&self.model.cfg)
+    }
+
     fn name(&self) -> String {
         match self.backend.device() {
             Device::Cpu => "torch-cpu".into(),

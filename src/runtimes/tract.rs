@@ -167,6 +167,10 @@ impl Runtime for TractRuntime {
         self.precision
     }
 
+    fn config(&self) -> Option<&focus_models::FocusDetrConfig> {
+        self.cfg.as_ref()
+    }
+
     fn inputs(&self) -> Vec<String> {
         self.inputs.clone()
     }

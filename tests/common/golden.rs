@@ -2,7 +2,7 @@
 //! Selections are compared as sets, with exceptions only at near-ties (golden README §6).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use focus_export::runtimes::Runtime;
@@ -46,17 +46,57 @@ pub fn weights_file() -> &'static PathBuf {
 /// The seed-0 R50 model exported with `--debug` (once per test binary).
 pub fn debug_model() -> &'static PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| export_model(&["--debug"], "debug.onnx"))
+    M.get_or_init(|| export_model(&["--debug"], "debug.onnx").keep())
 }
 
 /// The same with an override input for every selection (`--selection-inputs`).
 pub fn forced_model() -> &'static PathBuf {
     static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| export_model(&["--debug", "--selection-inputs"], "debug_forced.onnx"))
+    M.get_or_init(|| export_model(&["--debug", "--selection-inputs"], "debug_forced.onnx").keep())
+}
+
+/// An exported model in the test target folder, deleted when dropped: each is about 200 MB, and
+/// the suite's thirty-odd exports left behind filled CI's disk. Shared exports call [`Self::keep`].
+pub struct ExportedModel(PathBuf);
+
+impl ExportedModel {
+    /// Keeps the file past this value's life (for exports shared through a `static`).
+    pub fn keep(mut self) -> PathBuf {
+        // Drop then sees an empty path and removes nothing.
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for ExportedModel {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ExportedModel {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ExportedModel {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ExportedModel {
+    fn drop(&mut self) {
+        // Best effort: a file left behind only costs disk.
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 /// Exports the seed-0 R50 model with extra `flags` to `file` in the test target folder.
-pub fn export_model(flags: &[&str], file: &str) -> PathBuf {
+pub fn export_model(flags: &[&str], file: &str) -> ExportedModel {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
     let mut cmd = super::cli();
     cmd.arg("--weights")
@@ -67,7 +107,7 @@ pub fn export_model(flags: &[&str], file: &str) -> PathBuf {
     let (ok, stdout, stderr) = super::output(cmd);
     assert!(ok, "export failed: {stderr}");
     assert!(stdout.contains("opset 17"), "{stdout}");
-    out
+    ExportedModel(out)
 }
 
 /// A golden case file.

@@ -103,6 +103,11 @@ pub fn budgets<B: Backend>(
     cfg: &FocusDetrConfig,
     n: &B::Dim,
 ) -> Result<(B::Dim, Vec<B::Dim>)> {
+    if cfg.focus.dense {
+        // The dense baseline: every layer keeps all N tokens.
+        let ks = vec![n.clone(); cfg.focus.cascade.len()];
+        return Ok((n.clone(), ks));
+    }
     let k = b.dim_add(&b.dim_scale(n, cfg.focus.rho)?, &b.dim_const(1))?;
     let ks = cfg
         .focus
