@@ -22,6 +22,10 @@ pub struct OpProfile {
 /// Nodes listed in [`OpProfile::top_nodes`].
 pub const TOP_NODES: usize = 12;
 
+/// Share of the kernel time whose op types [`OpProfile::table`] lists one by one (the long tail
+/// of near-zero op types is summed in one line; the JSON keeps them all).
+const SHOWN_SHARE: f64 = 0.99;
+
 /// A profile file that is not the trace expected.
 #[derive(Debug, thiserror::Error)]
 #[error("profile {path}: {message}")]
@@ -121,11 +125,28 @@ impl OpProfile {
             "{runtime}: kernel time {:.3} s per run (mean of {} timed run(s))\n  {:<24} {:>9} {:>7} {:>6}\n",
             self.kernel_s, self.runs, "op type", "s/run", "share", "nodes"
         );
+        // The op types that make 99 % of the time, then the rest in one line.
+        let mut shown = 0.0;
+        let mut rest = (0.0, 0);
         for (op, t, n) in &self.by_op {
+            if shown >= SHOWN_SHARE * self.kernel_s {
+                rest = (rest.0 + t, rest.1 + 1);
+                continue;
+            }
+            shown += t;
             let _ = writeln!(
                 s,
                 "  {op:<24} {t:>9.4} {:>6.1}% {n:>6}",
                 100.0 * t / self.kernel_s
+            );
+        }
+        if rest.1 > 0 {
+            let _ = writeln!(
+                s,
+                "  {:<24} {:>9.4} {:>6.1}%",
+                format!("({} other op types)", rest.1),
+                rest.0,
+                100.0 * rest.0 / self.kernel_s
             );
         }
         let _ = writeln!(s, "  slowest nodes:");
