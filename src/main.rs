@@ -490,8 +490,12 @@ fn tract_runtime(args: &RuntimeArgs) -> Result<Box<dyn focus_export::runtimes::R
         .model
         .as_ref()
         .context("--model is required for --runtime tract")?;
+    let opts = focus_export::runtimes::tract::TractOptions {
+        threads: args.threads,
+        profile: args.profile,
+    };
     Ok(Box::new(focus_export::runtimes::tract::TractRuntime::new(
-        model,
+        model, &opts,
     )?))
 }
 
@@ -1169,7 +1173,11 @@ fn bench_ops(
             makers.push((
                 "tract",
                 Box::new(|| {
-                    focus_export::runtimes::tract::TractRuntime::new(&path)
+                    let opts = focus_export::runtimes::tract::TractOptions {
+                        threads,
+                        profile: false,
+                    };
+                    focus_export::runtimes::tract::TractRuntime::new(&path, &opts)
                         .map(|r| Box::new(r) as Box<dyn Runtime>)
                 }),
             ));

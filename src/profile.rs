@@ -1,6 +1,7 @@
 //! Per-op time of a runtime's own profiler, summed per op type and per node over the timed runs
 //! (`bench --profile`). ONNX Runtime's profile is a Chrome trace: one `Session` event per run
-//! (`model_run`) and one `Node` event per kernel (`<node>_kernel_time`, `args.op_name`).
+//! (`model_run`) and one `Node` event per kernel (`<node>_kernel_time`, `args.op_name`); tract's
+//! is timed node by node around its own evaluation ([`NodeTimes`]).
 
 use std::collections::BTreeMap;
 
@@ -72,8 +73,7 @@ pub fn parse_ort(json: &str, path: &str, runs: usize) -> Result<OpProfile, Profi
     }
     let windows = &windows[windows.len() - runs..];
     let in_timed_run = |ts: f64| windows.iter().any(|(a, b)| ts >= *a && ts <= *b);
-    // node → (op type, µs); op type → (µs, nodes)
-    let mut nodes: BTreeMap<&str, (&str, f64)> = BTreeMap::new();
+    let mut nodes = NodeTimes::default();
     for e in &events {
         let Some(node) = e.name.strip_suffix("_kernel_time") else {
             continue;
@@ -86,35 +86,66 @@ pub fn parse_ort(json: &str, path: &str, runs: usize) -> Result<OpProfile, Profi
             .get("op_name")
             .and_then(|v| v.as_str())
             .unwrap_or("?");
-        nodes.entry(node).or_insert((op, 0.0)).1 += e.dur;
+        nodes.add(node, op, e.dur * 1e-6);
     }
-    if nodes.is_empty() {
-        return Err(err("no kernel events in the timed runs".into()));
+    nodes
+        .summary(runs)
+        .ok_or_else(|| err("no kernel events in the timed runs".into()))
+}
+
+/// Seconds per node (with its op type), summed over runs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTimes(BTreeMap<String, (String, f64)>);
+
+impl NodeTimes {
+    /// Adds `seconds` to `node` (of type `op`).
+    pub fn add(&mut self, node: &str, op: &str, seconds: f64) {
+        match self.0.get_mut(node) {
+            Some(e) => e.1 += seconds,
+            None => {
+                self.0.insert(node.to_string(), (op.to_string(), seconds));
+            }
+        }
     }
-    let per_run = |us: f64| us * 1e-6 / runs as f64;
-    let mut ops: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-    for (op, us) in nodes.values() {
-        let o = ops.entry(op).or_insert((0.0, 0));
-        o.0 += us;
-        o.1 += 1;
+
+    /// Adds every node time of `other`.
+    pub fn merge(&mut self, other: &NodeTimes) {
+        for (node, (op, s)) in &other.0 {
+            self.add(node, op, *s);
+        }
     }
-    let mut by_op: Vec<(String, f64, usize)> = ops
-        .into_iter()
-        .map(|(op, (us, n))| (op.to_string(), per_run(us), n))
-        .collect();
-    by_op.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let mut top_nodes: Vec<(String, String, f64)> = nodes
-        .iter()
-        .map(|(n, (op, us))| (n.to_string(), op.to_string(), per_run(*us)))
-        .collect();
-    top_nodes.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    top_nodes.truncate(TOP_NODES);
-    Ok(OpProfile {
-        runs,
-        kernel_s: by_op.iter().map(|o| o.1).sum(),
-        by_op,
-        top_nodes,
-    })
+
+    /// The profile of these times taken as the sum of `runs` runs (None when nothing was timed).
+    pub fn summary(&self, runs: usize) -> Option<OpProfile> {
+        if self.0.is_empty() || runs == 0 {
+            return None;
+        }
+        let per_run = |s: f64| s / runs as f64;
+        let mut ops: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for (op, s) in self.0.values() {
+            let o = ops.entry(op).or_insert((0.0, 0));
+            o.0 += s;
+            o.1 += 1;
+        }
+        let mut by_op: Vec<(String, f64, usize)> = ops
+            .into_iter()
+            .map(|(op, (s, n))| (op.to_string(), per_run(s), n))
+            .collect();
+        by_op.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut top_nodes: Vec<(String, String, f64)> = self
+            .0
+            .iter()
+            .map(|(n, (op, s))| (n.clone(), op.clone(), per_run(*s)))
+            .collect();
+        top_nodes.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        top_nodes.truncate(TOP_NODES);
+        Some(OpProfile {
+            runs,
+            kernel_s: by_op.iter().map(|o| o.1).sum(),
+            by_op,
+            top_nodes,
+        })
+    }
 }
 
 impl OpProfile {

@@ -127,7 +127,14 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         .arg(&sparse)
         .arg("--dense-model")
         .arg(&dense)
-        .args(["--runtimes", "torch,ort", "--warmup", "0", "--runs", "1"])
+        .args([
+            "--runtimes",
+            "torch,ort,tract",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+        ])
         .args(["--threads", "1", "--profile", "--json"])
         .arg("--input")
         .arg(&input);
@@ -151,15 +158,24 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
             ("torch-cpu".into(), false),
             ("torch-cpu".into(), true),
             ("ort-cpu".into(), false),
-            ("ort-cpu".into(), true)
+            ("ort-cpu".into(), true),
+            ("tract".into(), false),
+            ("tract".into(), true)
         ],
         "{stdout}"
     );
-    // ORT's profile of the timed run: every op type of the model, convolutions among them.
+    // ORT's and tract's profiles of the timed run (ORT's: every op type of the model,
+    // convolutions and TopK among them); torch has none.
     for r in doc["results"].as_array().unwrap() {
         let p = &r["profile"];
         if r["runtime"] == "torch-cpu" {
             assert!(p.is_null(), "{r}");
+            continue;
+        }
+        assert!(p["kernel_s"].as_f64().unwrap() > 0.0, "{p}");
+        assert_eq!(p["runs"], 1);
+        assert!(!p["top_nodes"].as_array().unwrap().is_empty(), "{p}");
+        if r["runtime"] == "tract" {
             continue;
         }
         let ops: Vec<&str> = p["by_op"]
@@ -173,11 +189,9 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
             ops.iter().any(|o| o.ends_with("Conv")) && ops.contains(&"TopK"),
             "{ops:?}"
         );
-        assert!(p["kernel_s"].as_f64().unwrap() > 0.0, "{p}");
-        assert_eq!(p["runs"], 1);
     }
     let ratios = doc["sparse_dense_p50"].as_array().unwrap();
-    assert_eq!(ratios.len(), 2, "{stdout}");
+    assert_eq!(ratios.len(), 3, "{stdout}");
     for r in ratios {
         let x = r["ratio"].as_f64().unwrap();
         assert!(x.is_finite() && x > 0.0, "{r}");

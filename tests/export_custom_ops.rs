@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use common::golden;
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
-use focus_export::runtimes::tract::TractRuntime;
+use focus_export::runtimes::tract::{TractOptions, TractRuntime};
 use focus_export::runtimes::Runtime;
 
 const CUSTOM: [&str; 4] = ["--msda", "custom", "--topk", "custom"];
@@ -74,7 +74,7 @@ fn ort_emulating_trt_plugins(model: &Path) -> Box<dyn Runtime> {
 }
 
 fn tract(model: &Path) -> Box<dyn Runtime> {
-    Box::new(TractRuntime::new(model).unwrap())
+    Box::new(TractRuntime::new(model, &TractOptions::default()).unwrap())
 }
 
 fn check(what: &str, models: &(PathBuf, PathBuf), rt: fn(&Path) -> Box<dyn Runtime>) {
@@ -189,7 +189,7 @@ print('ok')
             && e.contains("--emulate-trt-plugins"),
         "{e}"
     );
-    let e = TractRuntime::new(&m)
+    let e = TractRuntime::new(&m, &TractOptions::default())
         .err()
         .expect("tract cannot run them")
         .to_string();

@@ -5,12 +5,12 @@
 mod common;
 
 use common::golden::{self, debug_model, forced_model};
-use focus_export::runtimes::tract::TractRuntime;
+use focus_export::runtimes::tract::{TractOptions, TractRuntime};
 
 fn check(name: &str) {
     let (mut a, mut b) = (
-        TractRuntime::new(debug_model()).unwrap(),
-        TractRuntime::new(forced_model()).unwrap(),
+        TractRuntime::new(debug_model(), &TractOptions::default()).unwrap(),
+        TractRuntime::new(forced_model(), &TractOptions::default()).unwrap(),
     );
     golden::check_runtimes("tract", name, &mut a, &mut b);
 }

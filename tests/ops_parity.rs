@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
-use focus_export::runtimes::tract::TractRuntime;
+use focus_export::runtimes::tract::{TractOptions, TractRuntime};
 use focus_export::runtimes::Runtime;
 use focus_export::tensors::{HostTensor, TensorMap};
 use focus_exporters::opgraph::{ms_deform_attn_model, topk_model};
@@ -52,7 +52,10 @@ fn runtimes(path: &Path) -> Vec<Box<dyn Runtime>> {
         },
     )
     .unwrap();
-    vec![Box::new(ort), Box::new(TractRuntime::new(path).unwrap())]
+    vec![
+        Box::new(ort),
+        Box::new(TractRuntime::new(path, &TractOptions::default()).unwrap()),
+    ]
 }
 
 fn torch(t: &HostTensor) -> TT {

@@ -23,7 +23,7 @@ use common::golden;
 use focus_export::check::{check_input, lead_line, Status};
 use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
 use focus_export::runtimes::torch::{TorchOptions, TorchRuntime};
-use focus_export::runtimes::tract::TractRuntime;
+use focus_export::runtimes::tract::{TractOptions, TractRuntime};
 use focus_export::runtimes::Runtime;
 use focus_export::tensors::TensorMap;
 use focus_models::model::selections;
@@ -216,7 +216,7 @@ fn ort(model: &Path) -> Box<dyn Runtime> {
 }
 
 fn tract(model: &Path) -> Box<dyn Runtime> {
-    Box::new(TractRuntime::new(model).unwrap())
+    Box::new(TractRuntime::new(model, &TractOptions::default()).unwrap())
 }
 
 /// Runs every (form, model) on `rt` for each input: (1) all forms select identically (their

@@ -15,8 +15,21 @@ use tract_onnx::prelude::{
     TVec, TractError, TypedRunnableModel,
 };
 
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
 use super::{Runtime, RuntimeError};
+use crate::profile::NodeTimes;
 use crate::tensors::{HostData, HostTensor, TensorMap};
+
+/// How tract runs.
+#[derive(Debug, Clone, Default)]
+pub struct TractOptions {
+    /// Threads of tract's matrix products, element-wise kernels and our custom ops (default:
+    /// every core, as ONNX Runtime's default).
+    pub threads: Option<usize>,
+    /// Time every node of every run (`bench --profile`; read with `take_profile`).
+    pub profile: bool,
+}
 
 /// A model parsed by tract, with one optimised plan per input shape seen so far.
 pub struct TractRuntime {
@@ -26,6 +39,20 @@ pub struct TractRuntime {
     cfg: Option<focus_models::FocusDetrConfig>,
     precision: focus_exporters::fp16::Precision,
     plans: HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>,
+    /// One pool for tract's kernels and ours (a single thread runs inline).
+    executor: Executor,
+    /// Per-run node times while profiling.
+    profile: Option<Vec<NodeTimes>>,
+}
+
+/// tract's executor for `threads` (None: every core).
+fn executor(threads: Option<usize>) -> Executor {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n > 1 {
+        Executor::multithread_with_name(n, "focus-tract")
+    } else {
+        Executor::SingleThread
+    }
 }
 
 fn err(path: &Path) -> impl Fn(TractError) -> RuntimeError + '_ {
@@ -34,7 +61,7 @@ fn err(path: &Path) -> impl Fn(TractError) -> RuntimeError + '_ {
 
 impl TractRuntime {
     /// Parses `model` (the graph is optimised at the first run of each input shape).
-    pub fn new(model: &Path) -> Result<Self, RuntimeError> {
+    pub fn new(model: &Path, opts: &TractOptions) -> Result<Self, RuntimeError> {
         let e = err(model);
         let mut onnx = tract_onnx::onnx();
         super::tract_ops::register(&mut onnx);
@@ -74,6 +101,8 @@ impl TractRuntime {
             model: m,
             inputs,
             plans: HashMap::new(),
+            executor: executor(opts.threads),
+            profile: opts.profile.then(Vec::new),
         })
     }
 
@@ -171,6 +200,20 @@ impl Runtime for TractRuntime {
         self.cfg.as_ref()
     }
 
+    fn take_profile(
+        &mut self,
+        runs: usize,
+    ) -> Option<Result<crate::profile::OpProfile, RuntimeError>> {
+        let per_run = self.profile.take()?;
+        let mut sum = NodeTimes::default();
+        for t in per_run.iter().rev().take(runs) {
+            sum.merge(t);
+        }
+        Some(sum.summary(runs.min(per_run.len())).ok_or_else(|| {
+            RuntimeError::Backend("tract profile: no timed run was recorded".into())
+        }))
+    }
+
     fn inputs(&self) -> Vec<String> {
         self.inputs.clone()
     }
@@ -184,29 +227,34 @@ impl Runtime for TractRuntime {
         }
         let plan = self.plan(&feed)?;
         let fail = |e: TractError| RuntimeError::Backend(format!("tract run failed: {e:#}"));
-        let out = if std::env::var_os("FOCUS_TRACT_PROFILE").is_some() {
-            // Development aid: time per op type, printed to stderr.
-            let mut times: HashMap<String, (f64, usize)> = HashMap::new();
+        let profiling = self.profile.is_some();
+        let run = || -> Result<(TVec<TValue>, NodeTimes), RuntimeError> {
+            if !profiling {
+                return Ok((plan.run(feed).map_err(fail)?, NodeTimes::default()));
+            }
+            let mut times = NodeTimes::default();
             let mut state = plan.spawn().map_err(fail)?;
             let out = state
                 .run_plan_with_eval(feed, |ctx, st, node, input| {
                     let t = std::time::Instant::now();
                     let r = tract_onnx::tract_core::plan::eval(ctx, st, node, input);
-                    let e = times.entry(node.op.name().to_string()).or_default();
-                    e.0 += t.elapsed().as_secs_f64();
-                    e.1 += 1;
+                    times.add(&node.name, &node.op.name(), t.elapsed().as_secs_f64());
                     r
                 })
                 .map_err(fail)?;
-            let mut v: Vec<_> = times.into_iter().collect();
-            v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-            for (op, (s, n)) in v.iter().take(15) {
-                eprintln!("tract profile: {op:<28} {s:>8.3} s  {n:>5} node(s)");
-            }
-            out
-        } else {
-            plan.run(feed).map_err(fail)?
+            Ok((out, times))
         };
+        // Inside the pool, so that our kernels' rayon work runs on tract's threads: one pool.
+        let (out, times) = match &self.executor {
+            Executor::MultiThread(pool) => {
+                let exec = self.executor.clone();
+                pool.install(|| multithread_tract_scope(exec, run))?
+            }
+            _ => run()?,
+        };
+        if let Some(p) = &mut self.profile {
+            p.push(times);
+        }
         let model = plan.model();
         let mut map = TensorMap::new();
         for (o, v) in model.outputs.iter().zip(out.iter()) {
