@@ -1013,7 +1013,16 @@ fn ensure_density(
     dense: bool,
 ) -> Result<()> {
     let what = match (kind, &args.model) {
-        (RuntimeKind::Torch, _) | (_, None) => format!("{kind:?}'s configuration"),
+        (RuntimeKind::Torch, _) | (_, None) => {
+            // The torch reference's form follows the flags alone: only --dense can misplace it.
+            if !dense && args.config.dense {
+                bail!(
+                    "--dense with --dense-model: the torch reference would run dense twice; \
+                     drop --dense (--dense-model times the dense form beside the sparse one)"
+                );
+            }
+            return Ok(());
+        }
         (_, Some(m)) => m.display().to_string(),
     };
     match rt.config().map(|c| c.focus.dense) {

@@ -205,7 +205,7 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
 #[test]
 fn misplaced_models_and_rho_one_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _, sparse, dense, input) = setup(dir.path());
+    let (config, weights, sparse, dense, input) = setup(dir.path());
     let bench = |model: &Path, dense_model: &Path| {
         let mut cmd = common::cli();
         cmd.arg("bench")
@@ -227,6 +227,21 @@ fn misplaced_models_and_rho_one_are_refused_by_name() {
     );
     let e = bench(&dense, &dense);
     assert!(e.contains("dense.onnx is a dense export"), "{e}");
+    // The reference follows the flags: --dense beside --dense-model would time dense twice.
+    let mut cmd = common::cli();
+    cmd.arg("bench")
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--config")
+        .arg(&config)
+        .arg("--dense")
+        .arg("--dense-model")
+        .arg(&dense)
+        .args(["--runtimes", "torch", "--warmup", "0", "--runs", "1"])
+        .arg("--input")
+        .arg(&input);
+    let (ok, _, e) = common::output(cmd);
+    assert!(!ok && e.contains("--dense with --dense-model"), "{e}");
 
     // ρ = 1 would ask for N + 1 of N tokens: the configuration is refused, naming the field.
     let rho_one = dir.path().join("rho1.json");
