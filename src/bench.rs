@@ -39,6 +39,17 @@ pub struct BenchResult {
     pub profile: Option<crate::profile::OpProfile>,
 }
 
+impl BenchResult {
+    /// The runtime's name, marked ` dense` for the dense baseline (table rows and profiles).
+    pub fn label(&self) -> String {
+        if self.dense {
+            format!("{} dense", self.runtime)
+        } else {
+            self.runtime.clone()
+        }
+    }
+}
+
 /// Nearest-rank percentile `q` (0..=1) of `v`.
 pub fn percentile(v: &[f64], q: f64) -> f64 {
     let mut s = v.to_vec();

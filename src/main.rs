@@ -269,7 +269,7 @@ struct RuntimeArgs {
     /// is not TensorRT: it proves the graph around the plugin, not TensorRT's kernels.
     #[arg(long)]
     emulate_trt_plugins: bool,
-    /// ONNX Runtime: record its per-node profile (set by `bench --profile`).
+    /// ONNX Runtime and tract: record their per-node profile (set by `bench --profile`).
     #[arg(skip)]
     profile: bool,
 }
@@ -336,9 +336,9 @@ struct BenchArgs {
     /// and tract run this model (exported with --dense), torch runs its weights with --dense.
     #[arg(long, value_name = "DENSE.onnx")]
     dense_model: Option<PathBuf>,
-    /// Profile the timed runs with ONNX Runtime's profiler and print the time per op type and
-    /// the slowest nodes (ort only; the warm-up runs are left out; the timings then include the
-    /// profiler's own overhead).
+    /// Profile the timed runs (ONNX Runtime's profiler; tract timed node by node) and print the
+    /// time per op type and the slowest nodes (ort and tract; the warm-up runs are left out; the
+    /// timings then include the profiler's own overhead).
     #[arg(long)]
     profile: bool,
     /// Print JSON instead of a table.
@@ -967,11 +967,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     for r in &results {
         println!(
             "  {:<16} {:>8.2} {:>9.3} {:>9.3} {:>9.2} {:>10} {}",
-            if r.dense {
-                format!("{} dense", r.runtime)
-            } else {
-                r.runtime.clone()
-            },
+            r.label(),
             r.load_s,
             r.p50_s,
             r.p90_s,
@@ -997,8 +993,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     for r in &results {
         if let Some(p) = &r.profile {
-            let dense = if r.dense { " dense" } else { "" };
-            print!("\n{}", p.table(&format!("{}{dense}", r.runtime)));
+            print!("\n{}", p.table(&r.label()));
         }
     }
     Ok(ExitCode::SUCCESS)
