@@ -20,4 +20,12 @@ pub enum OpError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// The output buffer a host passed does not fit the inputs.
+    #[error("{op}: output: {message}")]
+    Output {
+        /// The op type.
+        op: &'static str,
+        /// What is wrong and what was expected.
+        message: String,
+    },
 }

@@ -18,7 +18,7 @@ use ort::value::{TensorElementType, ValueRef};
 use focus_ops::decl::{
     DType, OpDecl, DOMAIN, DYNAMIC_TOPK, MS_DEFORM_ATTN, TRT_MS_DEFORM_ATTN, TRT_PLUGIN_DOMAIN,
 };
-use focus_ops::msda::{ms_deform_attn, MsdaDims};
+use focus_ops::msda::{ms_deform_attn_into, MsdaDims, MsdaInputs};
 use focus_ops::topk::dynamic_topk;
 
 fn elem(d: DType) -> TensorElementType {
@@ -112,13 +112,30 @@ fn msda_compute(
     let aw = input(ctx, op, 4)?;
     let (aws, weights) = aw.try_extract_tensor::<f32>()?;
     let d = MsdaDims::from_shapes(&dims(vs), sss, lss, &dims(sls), &dims(aws)).map_err(op_err)?;
-    let out = ms_deform_attn(value, shapes, starts, loc, weights, d).map_err(op_err)?;
     let mut o = ctx
         .output(0, out_shape(&d))?
         .ok_or_else(|| ort::Error::new(format!("{}: output not allocated", op.op_type)))?;
     let (_, dst) = o.try_extract_tensor_mut::<f32>()?;
-    dst.copy_from_slice(&out);
-    Ok(())
+    // The work runs on the session's intra-op pool (ORT's, through the kernel context), so the
+    // kernel does not start a second pool competing with ORT's threads for the same cores.
+    let failed = std::sync::Mutex::new(None);
+    let par = |units: usize, body: &(dyn Fn(usize) + Sync)| {
+        if let Err(e) = ctx.par_for(units, 0, body) {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+    };
+    let inputs = MsdaInputs {
+        value,
+        spatial_shapes: shapes,
+        level_start_index: starts,
+        sampling_locations: loc,
+        attention_weights: weights,
+    };
+    ms_deform_attn_into(dst, inputs, d, &par).map_err(op_err)?;
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// CPU emulation of `trt.plugins::MultiscaleDeformableAttnPlugin_TRT`.
