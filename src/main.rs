@@ -88,9 +88,10 @@ struct ExportArgs {
     /// top-k k become constants.
     #[arg(long, value_name = "HxW")]
     static_shape: Option<focus_exporters::export::StaticShape>,
-    /// Where the model will run: picks the forms below (ort-cpu and ort-cuda: standard ops;
-    /// tensorrt: the deformable-attention plugin and the threshold selection; tract: our custom
-    /// ops).
+    /// Where the model will run: picks the forms below (none given: standard ops only, for any
+    /// ONNX Runtime; ort-cpu: our deformable-attention kernel, run by focus-export's ORT; ort-cuda:
+    /// standard ops; tensorrt: the deformable-attention plugin and the threshold selection;
+    /// tract: our custom ops).
     #[arg(long, value_name = "ort-cpu|ort-cuda|tensorrt|tract")]
     target: Option<focus_exporters::Target>,
     /// Deformable attention as standard ops (GridSample), our custom op (ai.focus_detr, run by
@@ -634,10 +635,8 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         orig_sizes: args.orig_sizes,
         static_shape: args.static_shape,
         forms: {
-            let base = args
-                .target
-                .unwrap_or(focus_exporters::Target::OrtCpu)
-                .forms();
+            // No target: standard ops only, a file every ONNX Runtime loads.
+            let base = args.target.map(|t| t.forms()).unwrap_or_default();
             focus_exporters::OpForms {
                 msda: args.msda.unwrap_or(base.msda),
                 topk: args.topk.unwrap_or(base.topk),
@@ -648,13 +647,15 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
     step("tracing the model into ONNX");
     let summary = focus_exporters::export(&cfg, &w, &opts)?;
     step("writing the file");
-    weights::write_atomically(&args.output, &summary.bytes)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    let written = weights::write_atomically_with(&args.output, |out| {
+        summary.write_to(&w, out).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", args.output.display()))?;
     spinner.finish_and_clear();
     println!(
         "wrote {} ({:.1} MB), opset {}, {} nodes, in {:.1} s",
         args.output.display(),
-        summary.bytes.len() as f64 / 1e6,
+        written as f64 / 1e6,
         summary.opset,
         summary.nodes,
         start.elapsed().as_secs_f64()
@@ -714,9 +715,9 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         );
     }
     if args.target == Some(focus_exporters::Target::TensorRt) {
-        // Every TensorRT export is linted against the parser's rules (from the bytes written).
-        let report = focus_exporters::lint::lint_tensorrt_bytes(&summary.bytes)
-            .map_err(|e| anyhow::anyhow!("linting the exported model: {e}"))?;
+        // Every TensorRT export is linted against the parser's rules (the model written; the
+        // rules need the weights' types and shapes, not their data).
+        let report = focus_exporters::lint::lint_tensorrt(&summary.model);
         return Ok(print_lint(
             &args.output.display().to_string(),
             &report,

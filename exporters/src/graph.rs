@@ -290,3 +290,162 @@ pub fn op_counts(m: &ModelProto) -> (usize, BTreeMap<String, usize>, Vec<(String
 pub fn to_bytes(m: &ModelProto) -> Result<Vec<u8>, protobuf::Error> {
     m.write_to_bytes()
 }
+
+/// Field numbers of the two messages [`write_model`] writes by hand (onnx.proto).
+const MODEL_GRAPH_FIELD: u32 = 7;
+const GRAPH_INITIALIZER_FIELD: u32 = 5;
+const TENSOR_RAW_DATA_FIELD: u32 = 9;
+
+/// Bytes per element of the initializer types the exporter writes.
+fn elem_bytes(data_type: i32) -> Option<u64> {
+    use protobuf::Enum;
+    use DataType as D;
+    Some(match DataType::from_i32(data_type)? {
+        D::FLOAT | D::INT32 => 4,
+        D::INT64 | D::DOUBLE => 8,
+        D::FLOAT16 | D::BFLOAT16 => 2,
+        D::BOOL | D::INT8 | D::UINT8 => 1,
+        _ => return None,
+    })
+}
+
+/// Writes `m` to `out` as a protobuf, streaming the data of the *deferred* initializers (those
+/// `deferred` names; their `raw_data` is empty in `m`) from `fetch` one at a time, so the weights
+/// are never held twice: the file is the same message `m` with that data filled in. The graph's
+/// fields come first and its initializers after them (protobuf reads fields in any order).
+/// Returns the bytes written.
+pub fn write_model<'a>(
+    m: &ModelProto,
+    deferred: impl Fn(&str) -> bool,
+    fetch: impl Fn(&str) -> std::io::Result<std::borrow::Cow<'a, [u8]>>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    use protobuf::rt::compute_raw_varint64_size as varint_len;
+    use protobuf::rt::WireType::LengthDelimited;
+    let pb = |e: protobuf::Error| std::io::Error::other(e.to_string());
+
+    let mut head = m.clone();
+    let mut graph = head.graph.take().unwrap_or_default();
+    let inits = std::mem::take(&mut graph.initializer);
+    let head = head.write_to_bytes().map_err(pb)?;
+    let graph = graph.write_to_bytes().map_err(pb)?;
+    // Each initializer: its encoding without raw data, and the raw length to append (deferred).
+    let mut parts = Vec::with_capacity(inits.len());
+    let mut graph_len = graph.len() as u64;
+    for t in &inits {
+        let bytes = t.write_to_bytes().map_err(pb)?;
+        let raw = if deferred(&t.name) {
+            let per = elem_bytes(t.data_type).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "initializer `{}`: element type {} cannot be streamed",
+                    t.name, t.data_type
+                ))
+            })?;
+            t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>() * per
+        } else {
+            0
+        };
+        let raw_field = if raw > 0 {
+            1 + varint_len(raw) + raw
+        } else {
+            0
+        };
+        let len = bytes.len() as u64 + raw_field;
+        graph_len += 1 + varint_len(len) + len;
+        parts.push((t, bytes, raw, len));
+    }
+
+    let mut os = protobuf::CodedOutputStream::new(out);
+    os.write_raw_bytes(&head).map_err(pb)?;
+    os.write_tag(MODEL_GRAPH_FIELD, LengthDelimited)
+        .map_err(pb)?;
+    os.write_raw_varint64(graph_len).map_err(pb)?;
+    os.write_raw_bytes(&graph).map_err(pb)?;
+    for (t, bytes, raw, len) in parts {
+        os.write_tag(GRAPH_INITIALIZER_FIELD, LengthDelimited)
+            .map_err(pb)?;
+        os.write_raw_varint64(len).map_err(pb)?;
+        os.write_raw_bytes(&bytes).map_err(pb)?;
+        if raw > 0 {
+            let data = fetch(&t.name)?;
+            if data.len() as u64 != raw {
+                return Err(std::io::Error::other(format!(
+                    "initializer `{}`: {} bytes of data, its dims {:?} need {raw}",
+                    t.name,
+                    data.len(),
+                    t.dims
+                )));
+            }
+            os.write_tag(TENSOR_RAW_DATA_FIELD, LengthDelimited)
+                .map_err(pb)?;
+            os.write_raw_varint64(raw).map_err(pb)?;
+            os.write_raw_bytes(&data).map_err(pb)?;
+        }
+    }
+    os.flush().map_err(pb)?;
+    Ok(head.len() as u64 + 1 + varint_len(graph_len) + graph_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph with two weights (one deferred, one not), a constant and a node.
+    fn model(deferred_data: Option<&[u8]>) -> ModelProto {
+        let mut g = GraphBuilder::default();
+        g.input("x", Elem::F32, &[DeclDim::Fixed(2), DeclDim::Fixed(3)]);
+        let w = g.initializer(
+            "w",
+            Elem::F32,
+            &[3, 2],
+            deferred_data.map(<[u8]>::to_vec).unwrap_or_default(),
+        );
+        let c = g.const_f32(&[0.5, -1.0], &[2]);
+        let y = g.node("MatMul", &["x", &w], 1, &[]);
+        let z = g.node("Add", &[&y[0], &c], 1, &[]);
+        g.output(
+            "z",
+            &z[0],
+            Elem::F32,
+            &[DeclDim::Fixed(2), DeclDim::Fixed(2)],
+        );
+        g.initializer("empty", Elem::F32, &[0], Vec::new());
+        g.finish("t", 17, &[("k".into(), "v".into())])
+    }
+
+    #[test]
+    fn a_streamed_model_parses_to_the_model_with_its_data() {
+        let data: Vec<u8> = (0..24u8).collect();
+        let mut out = Vec::new();
+        let n = write_model(
+            &model(None),
+            |name| name == "w" || name == "empty",
+            |name| {
+                assert_eq!(name, "w", "only initializers with data are fetched");
+                Ok(std::borrow::Cow::Borrowed(&data[..]))
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(n, out.len() as u64);
+        let back = ModelProto::parse_from_bytes(&out).unwrap();
+        assert_eq!(back, model(Some(&data)));
+        // The same sizes as the ordinary encoding (only the graph's field order differs).
+        assert_eq!(out.len(), to_bytes(&model(Some(&data))).unwrap().len());
+    }
+
+    #[test]
+    fn deferred_data_of_the_wrong_size_is_an_error_naming_the_initializer() {
+        let e = write_model(
+            &model(None),
+            |name| name == "w",
+            |_| Ok(std::borrow::Cow::Owned(vec![0u8; 20])),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("`w`") && e.to_string().contains("need 24"),
+            "{e}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! values, so one file serves every input size; sizes fixed by the weights stay constants.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use focus_models::backend::{Backend, ModelError, Result};
@@ -143,6 +143,8 @@ pub struct OnnxTracer<'w> {
     opset: i64,
     forms: OpForms,
     added: RefCell<HashSet<String>>,
+    /// The weights written as initializers without their data, by name (streamed on writing).
+    deferred: RefCell<BTreeMap<String, Param>>,
     shape_cache: RefCell<HashMap<(Rc<str>, usize), Dim>>,
     /// Type and known shape of every node output, for the graph's value_info.
     annotations: RefCell<Vec<TV>>,
@@ -156,6 +158,12 @@ fn bad(op: &'static str, message: impl Into<String>) -> ModelError {
 }
 
 impl<'w> OnnxTracer<'w> {
+    /// The weights added as initializers without data so far, by name (see
+    /// [`crate::graph::write_model`]); taken, so a second call returns none.
+    pub fn take_deferred(&self) -> BTreeMap<String, Param> {
+        std::mem::take(&mut self.deferred.borrow_mut())
+    }
+
     /// A tracer reading initializers from `weights`, targeting `opset`.
     pub fn new(weights: Option<&'w Weights>, opset: i64, forms: OpForms) -> Self {
         OnnxTracer {
@@ -164,6 +172,7 @@ impl<'w> OnnxTracer<'w> {
             opset,
             forms,
             added: RefCell::new(HashSet::new()),
+            deferred: RefCell::new(BTreeMap::new()),
             shape_cache: RefCell::new(HashMap::new()),
             annotations: RefCell::new(Vec::new()),
         }
@@ -478,12 +487,22 @@ impl<'w> OnnxTracer<'w> {
         }
     }
 
-    /// Row indices [B, k] broadcast over the channels of `x` [B, N, C] (the element-wise index
-    /// GatherElements / ScatterElements take), and C.
-    fn row_index(&self, x: &TV, index: &TV) -> Result<(TV, Dim)> {
-        let c = self.dim(x, 2)?;
-        let idx = self.expand(&self.unsqueeze(index, 2)?, &[None, None, Some(c.clone())])?;
-        Ok((idx, c))
+    /// 0, 1, …, n − 1 as int64 [n] (a constant when n is).
+    fn arange_i64(&self, n: &Dim) -> Result<TV> {
+        let name = match n {
+            Dim::Const(v) => {
+                let vals: Vec<i64> = (0..*v).collect();
+                self.g.borrow_mut().const_i64(&vals, &[*v])
+            }
+            Dim::Dyn(_) => {
+                let ax = self.ci64(&[0]);
+                let limit = self.node1("Squeeze", &[&self.dim_value_name(n), &ax], &[]);
+                let z = self.g.borrow_mut().const_i64(&[0], &[]);
+                let one = self.g.borrow_mut().const_i64(&[1], &[]);
+                self.node1("Range", &[&z, &limit, &one], &[])
+            }
+        };
+        Ok(self.tv(name, Elem::I64, vec![Some(n.clone())]))
     }
 
     fn rank_axis(x: &TV, axis: usize) -> Result<usize> {
@@ -511,15 +530,29 @@ impl Backend for OnnxTracer<'_> {
 
     fn param(&self, p: &Param) -> Result<TV> {
         if self.added.borrow_mut().insert(p.key.clone()) {
+            // Checked now (present, convertible to float32); the data itself is streamed from
+            // the weights file when the model is written (`ExportSummary::write_to`).
             let data = self
                 .weights
                 .ok_or_else(|| bad("param", format!("no weights for `{}`", p.key)))?
                 .get(p)?;
-            let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let want: usize = p.shape.iter().product();
+            if data.len() != want {
+                return Err(bad(
+                    "param",
+                    format!(
+                        "`{}` holds {} values, its shape {:?} needs {want}",
+                        p.key,
+                        data.len(),
+                        p.shape
+                    ),
+                ));
+            }
             let dims: Vec<i64> = p.shape.iter().map(|&d| d as i64).collect();
             self.g
                 .borrow_mut()
-                .initializer(&p.key, Elem::F32, &dims, raw);
+                .initializer(&p.key, Elem::F32, &dims, Vec::new());
+            self.deferred.borrow_mut().insert(p.key.clone(), p.clone());
         }
         Ok(TV {
             name: p.key.as_str().into(),
@@ -546,12 +579,8 @@ impl Backend for OnnxTracer<'_> {
             return self.const_f32(&vals, &[*v as usize]);
         }
         // An integer Range (its length follows the size symbolically), then float32.
-        let ax = self.ci64(&[0]);
-        let limit = self.node1("Squeeze", &[&self.dim_value_name(n), &ax], &[]);
-        let z = self.g.borrow_mut().const_i64(&[0], &[]);
-        let one = self.g.borrow_mut().const_i64(&[1], &[]);
-        let r = self.node1("Range", &[&z, &limit, &one], &[]);
-        let o = self.node1("Cast", &[&r], &[("to", Attr::Int(1))]);
+        let r = self.arange_i64(n)?;
+        let o = self.node1("Cast", &[&r.name], &[("to", Attr::Int(1))]);
         Ok(self.tv(o, Elem::F32, vec![Some(n.clone())]))
     }
     fn dims_to_i64(&self, dims: &[Dim]) -> Result<TV> {
@@ -1088,11 +1117,15 @@ impl Backend for OnnxTracer<'_> {
         Ok(self.tv(o, x.elem, index.dims.clone()))
     }
     fn gather_rows(&self, x: &TV, index: &TV) -> Result<TV> {
-        let (idx, c) = self.row_index(x, index)?;
+        // GatherND over batch rows copies whole C-long rows; GatherElements with the index
+        // broadcast over C (what `torch.gather` is) reads one index per element and was 10–35×
+        // slower on tract, several times on ORT.
+        let c = self.dim(x, 2)?;
+        let rows = self.unsqueeze(index, 2)?; // [B, k, 1]
         let o = self.node1(
-            "GatherElements",
-            &[&x.name, &idx.name],
-            &[("axis", Attr::Int(1))],
+            "GatherND",
+            &[&x.name, &rows.name],
+            &[("batch_dims", Attr::Int(1))],
         );
         Ok(self.tv(
             o,
@@ -1101,12 +1134,15 @@ impl Backend for OnnxTracer<'_> {
         ))
     }
     fn scatter_rows(&self, x: &TV, index: &TV, src: &TV) -> Result<TV> {
-        let (idx, _) = self.row_index(x, index)?;
-        let o = self.node1(
-            "ScatterElements",
-            &[&x.name, &idx.name, &src.name],
-            &[("axis", Attr::Int(1))],
-        );
+        // ScatterND of whole rows at (batch, row) pairs [B, k, 2]: ScatterND has no batch_dims,
+        // so the batch index is spelled out.
+        let b = self.dim(x, 0)?;
+        let k = self.dim(index, 1)?;
+        let batch = self.unsqueeze(&self.unsqueeze(&self.arange_i64(&b)?, 1)?, 2)?; // [B, 1, 1]
+        let batch = self.expand(&batch, &[Some(b), Some(k), Some(Dim::Const(1))])?; // [B, k, 1]
+        let rows = self.unsqueeze(index, 2)?; // [B, k, 1]
+        let at = self.concat(&[batch, rows], 2)?; // [B, k, 2]
+        let o = self.node1("ScatterND", &[&x.name, &at.name, &src.name], &[]);
         Ok(self.tv(o, x.elem, x.dims.clone()))
     }
 

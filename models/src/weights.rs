@@ -534,15 +534,26 @@ pub fn output_tempfile_builder<'a>(prefix: &'a str) -> tempfile::Builder<'a, 'a>
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |w| w.write_all(bytes))
+}
+
+/// Has `write` fill a temporary file beside `path` (buffered), then renames it into place; on
+/// any error the temporary file is removed and `path` is left as it was.
+pub fn write_atomically_with<T>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    let tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
+    let mut w = std::io::BufWriter::new(tmp);
+    let out = write(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
