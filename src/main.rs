@@ -1074,20 +1074,32 @@ fn bench_ops(
             })
             .collect()
     };
-    let mut msda_in = TensorMap::new();
-    msda_in.insert(
-        "value".into(),
-        HostTensor::f32(vec![1, s, m, d], fill(s * m * d, -1.0, 1.0, 1)),
-    );
-    msda_in.insert(
-        "sampling_locations".into(),
-        HostTensor::f32(vec![1, s, m, l, p, 2], fill(s * m * l * p * 2, 0.0, 1.0, 2)),
-    );
-    msda_in.insert(
-        "attention_weights".into(),
-        HostTensor::f32(vec![1, s, m, l, p], fill(s * m * l * p, 0.0, 0.1, 3)),
-    );
+    // The deformable-attention inputs for q queries over the s tokens.
+    let msda_inputs = |q: usize| {
+        let mut x = TensorMap::new();
+        x.insert(
+            "value".into(),
+            HostTensor::f32(vec![1, s, m, d], fill(s * m * d, -1.0, 1.0, 1)),
+        );
+        x.insert(
+            "sampling_locations".into(),
+            HostTensor::f32(vec![1, q, m, l, p, 2], fill(q * m * l * p * 2, 0.0, 1.0, 2)),
+        );
+        x.insert(
+            "attention_weights".into(),
+            HostTensor::f32(vec![1, q, m, l, p], fill(q * m * l * p, 0.0, 0.1, 3)),
+        );
+        x
+    };
     let k = cfg.focus.token_budget(s);
+    // The real encoder problem: layer 0 (the largest k_l) attends from its selected tokens only.
+    let k0 = cfg
+        .focus
+        .layer_token_counts(k)
+        .first()
+        .copied()
+        .unwrap_or(k);
+    let (msda_all, msda_layer0) = (msda_inputs(s), msda_inputs(k0));
     let mut topk_in = TensorMap::new();
     topk_in.insert(
         "scores".into(),
@@ -1097,29 +1109,37 @@ fn bench_ops(
 
     let dir = std::env::temp_dir().join(format!("focus-export-bench-ops-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let problems: Vec<(String, String, Vec<u8>, &TensorMap)> = vec![
-        (
-            format!("MsDeformAttn {s} queries × {l} levels × {m} heads × {p} points"),
+    let decomposed = ms_deform_attn_model(&levels, m, d, p, OpForms::default(), 17)?;
+    let native = ms_deform_attn_model(
+        &levels,
+        m,
+        d,
+        p,
+        OpForms {
+            msda: MsdaForm::Custom,
+            ..Default::default()
+        },
+        17,
+    )?;
+    let every = format!("MsDeformAttn {s} queries × {l} levels × {m} heads × {p} points");
+    let layer0 =
+        format!("MsDeformAttn encoder layer 0: its {k0} selected of {s} tokens as queries");
+    let mut problems: Vec<(String, String, Vec<u8>, &TensorMap)> = Vec::new();
+    for (problem, inputs) in [(&every, &msda_all), (&layer0, &msda_layer0)] {
+        problems.push((
+            problem.clone(),
             "decomposed (GridSample)".into(),
-            ms_deform_attn_model(&levels, m, d, p, OpForms::default(), 17)?,
-            &msda_in,
-        ),
-        (
-            format!("MsDeformAttn {s} queries × {l} levels × {m} heads × {p} points"),
+            decomposed.clone(),
+            inputs,
+        ));
+        problems.push((
+            problem.clone(),
             "native (ai.focus_detr::MsDeformAttn)".into(),
-            ms_deform_attn_model(
-                &levels,
-                m,
-                d,
-                p,
-                OpForms {
-                    msda: MsdaForm::Custom,
-                    ..Default::default()
-                },
-                17,
-            )?,
-            &msda_in,
-        ),
+            native.clone(),
+            inputs,
+        ));
+    }
+    problems.extend([
         (
             format!("top-k {k} of {s}"),
             "ONNX TopK".into(),
@@ -1152,7 +1172,7 @@ fn bench_ops(
             )?,
             &topk_in,
         ),
-    ];
+    ]);
     let mut rows = Vec::new();
     for (i, (problem, form, bytes, inputs)) in problems.iter().enumerate() {
         let path = dir.join(format!("op{i}.onnx"));

@@ -1,7 +1,7 @@
 //! `focus-export bench` end to end on the tiny configuration, and the dense baseline (`--dense`):
 //! every encoder layer keeps every token in the reference and in the export, `bench` times it
 //! beside the sparse model and reports their ratio (with ORT's per-op profile), and a model in the
-//! wrong place is refused.
+//! wrong place is refused. `bench-ops` times both deformable-attention problems.
 
 mod common;
 
@@ -261,4 +261,48 @@ fn misplaced_models_and_rho_one_are_refused_by_name() {
         "{e}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn bench_ops_times_the_kernel_on_every_token_and_on_encoder_layer_0s_selection() {
+    // The full configuration at a small size: few tokens, so one run of each form is quick.
+    let cfg = focus_models::FocusDetrConfig::default();
+    let s: usize = cfg.level_sizes(64, 96).iter().map(|(h, w)| h * w).sum();
+    let k0 = cfg.focus.layer_token_counts(cfg.focus.token_budget(s))[0];
+    assert!(k0 < s, "layer 0 must select a subset here ({k0} of {s})");
+    let mut cmd = common::cli();
+    cmd.args([
+        "bench-ops",
+        "--size",
+        "64x96",
+        "--warmup",
+        "0",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    let (ok, out, e) = common::output(cmd);
+    assert!(ok, "{e}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let forms_of = |needle: &str| -> Vec<String> {
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["problem"].as_str().unwrap().contains(needle))
+            .map(|r| r["form"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for needle in [
+        format!("MsDeformAttn {s} queries"),
+        format!("its {k0} selected of {s} tokens"),
+    ] {
+        let forms = forms_of(&needle);
+        assert!(
+            forms.iter().any(|f| f.starts_with("decomposed"))
+                && forms.iter().any(|f| f.starts_with("native")),
+            "{needle}: {forms:?}\n{out}"
+        );
+    }
 }
