@@ -230,14 +230,6 @@ impl ExportSummary {
         )
         .map_err(io)
     }
-
-    /// The serialised model in memory (tests and small graphs; a file export should stream with
-    /// [`ExportSummary::write_to`]).
-    pub fn to_bytes(&self, weights: &Weights) -> Result<Vec<u8>, ExportError> {
-        let mut v = Vec::new();
-        self.write_to(weights, &mut v)?;
-        Ok(v)
-    }
 }
 
 /// Float32 values as little-endian bytes, borrowed where the host is little-endian.
