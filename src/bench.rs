@@ -1,9 +1,11 @@
 //! Side-by-side latency and memory of runtimes on one input: warm-up runs, then timed runs,
-//! reported as p50/p90 with the process's peak resident memory while each runtime was in use.
+//! reported as p50/p90 with the process's peak resident memory while each runtime was in use
+//! (`focus-export bench` times each runtime in a process of its own, so that figure is the
+//! runtime's alone).
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtimes::{Runtime, RuntimeError};
 use crate::tensors::TensorMap;
@@ -17,7 +19,7 @@ pub const PAPER_SPARSE_DENSE_LATENCY: f64 = 0.71;
 pub const PAPER_SPARSE_DENSE_GFLOPS: f64 = 154.0 / 279.0;
 
 /// One runtime's timings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResult {
     /// Runtime name (`torch-cpu`, `ort-cpu`, `tract`).
     pub runtime: String,
@@ -84,6 +86,8 @@ pub fn bench<F>(
 where
     F: FnOnce() -> Result<Box<dyn Runtime>, RuntimeError>,
 {
+    // The previous runtime's freed memory would otherwise count in this one's peak.
+    crate::heap::release_freed();
     reset_peak_rss();
     let start = Instant::now();
     let mut rt = make()?;

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod doctor;
 pub mod explain;
+pub mod heap;
 pub mod images;
 pub mod inputs;
 pub mod pictures;

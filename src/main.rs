@@ -345,6 +345,10 @@ struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Internal: time only this form (`<runtime>` or `<runtime>:dense`) in this process and
+    /// print its result as JSON (the parent `bench` runs one such child per form).
+    #[arg(long, hide = true, value_name = "FORM")]
+    child: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -880,7 +884,6 @@ fn default_bench_runtimes(args: &RuntimeArgs) -> Vec<RuntimeKind> {
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
-    use focus_export::bench::bench;
     let inputs = focus_export::tensors::read_tensors(&args.input)?;
     let kinds = if args.runtimes.is_empty() {
         default_bench_runtimes(&args.rt)
@@ -904,36 +907,36 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         rt.config.dense = true;
         forms.push((rt, true));
     }
+    // Every form in a process of its own (this binary again, with --child): one runtime's
+    // libraries, caches, threads and freed memory must not count in the next one's time and
+    // peak memory (measured: libtorch left ~100 MiB resident that ORT's peak then carried).
     let mut results = Vec::new();
     for kind in kinds {
         for (rt_args, dense) in &forms {
-            let form = if *dense { " dense" } else { "" };
+            let form = bench_form_name(kind, *dense);
+            match &args.child {
+                Some(only) if *only != form => continue,
+                Some(_) => {
+                    let r = bench_in_process(args, kind, rt_args, *dense, &inputs)?;
+                    println!("{}", serde_json::to_string(&r)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                None => {}
+            }
             if !args.json {
                 eprintln!(
-                    "timing {kind:?}{form} ({} warm-up, {} timed run(s))…",
+                    "timing {form} ({} warm-up, {} timed run(s))…",
                     args.warmup, args.runs
                 );
             }
-            let make = || {
-                let rt = make_runtime(kind, rt_args, ModelFlags::default())?;
-                if args.dense_model.is_some() {
-                    ensure_density(kind, rt_args, rt.as_ref(), *dense)?;
-                }
-                Ok(rt)
-            };
-            let r = bench(
-                || {
-                    make().map_err(|e: anyhow::Error| {
-                        focus_export::runtimes::RuntimeError::Backend(format!("{e:#}"))
-                    })
-                },
-                &inputs,
-                args.warmup,
-                args.runs,
-            )
-            .with_context(|| format!("timing {kind:?}{form} on {}", args.input.display()))?;
-            results.push(r);
+            results.push(
+                bench_in_child(&form)
+                    .with_context(|| format!("timing {form} on {}", args.input.display()))?,
+            );
         }
+    }
+    if let Some(only) = &args.child {
+        bail!("--child {only}: not one of the forms this bench times");
     }
     let ratios = focus_export::bench::sparse_dense_ratios(&results);
     if args.json {
@@ -998,6 +1001,71 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A timed form's name, as `--child` takes it and progress lines print it: `ort`, `ort:dense`.
+fn bench_form_name(kind: RuntimeKind, dense: bool) -> String {
+    let name = clap::ValueEnum::to_possible_value(&kind)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{kind:?}"));
+    if dense {
+        format!("{name}:dense")
+    } else {
+        name
+    }
+}
+
+/// Times one form in this process.
+fn bench_in_process(
+    args: &BenchArgs,
+    kind: RuntimeKind,
+    rt_args: &RuntimeArgs,
+    dense: bool,
+    inputs: &focus_export::tensors::TensorMap,
+) -> Result<focus_export::bench::BenchResult> {
+    let make = || {
+        let rt = make_runtime(kind, rt_args, ModelFlags::default())?;
+        if args.dense_model.is_some() {
+            ensure_density(kind, rt_args, rt.as_ref(), dense)?;
+        }
+        Ok(rt)
+    };
+    let r = focus_export::bench::bench(
+        || {
+            make().map_err(|e: anyhow::Error| {
+                focus_export::runtimes::RuntimeError::Backend(format!("{e:#}"))
+            })
+        },
+        inputs,
+        args.warmup,
+        args.runs,
+    )?;
+    Ok(r)
+}
+
+/// Times one form in a child process: this command line again with `--child FORM`.
+fn bench_in_child(form: &str) -> Result<focus_export::bench::BenchResult> {
+    let exe = std::env::current_exe()
+        .context("finding this program to time each runtime in a process of its own")?;
+    let out = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .arg("--child")
+        .arg(form)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let why = stderr.trim();
+        let why = why.strip_prefix("error: ").unwrap_or(why);
+        bail!("{why}");
+    }
+    // The child's own notes (warnings from a runtime's library) still reach the user.
+    eprint!("{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .with_context(|| format!("reading the timing child's result: {line:?}"))
 }
 
 /// With `--dense-model`, each timed model must be the form it is timed as: the sparse one as

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Time per op type and the slowest nodes, per run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OpProfile {
     /// Runs the figures are averaged over (the last ones recorded: warm-up runs are left out).
     pub runs: usize,

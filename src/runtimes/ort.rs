@@ -208,7 +208,8 @@ impl OrtRuntime {
             b = b.with_operators(trt).map_err(builder_err)?;
         }
         let is_trt = matches!(opts.provider, Provider::TensorRt { .. });
-        let session = b.commit_from_file(model).map_err(|e| {
+        // Loading frees much of what it allocates (see `heap`): let glibc give it back.
+        let session = crate::heap::while_loading(|| b.commit_from_file(model)).map_err(|e| {
             let msg = e.to_string();
             if !is_trt && !opts.emulate_trt_plugins && msg.contains(focus_ops::decl::TRT_MS_DEFORM_ATTN.op_type) {
                 OrtError::Session {
