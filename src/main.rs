@@ -275,8 +275,9 @@ struct RuntimeArgs {
     profile: bool,
 }
 
-/// What the torch reference computes besides the outputs.
+/// What the torch reference computes besides the outputs (unread in a build without it).
 #[derive(Clone, Copy, Default)]
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 struct ModelFlags {
     debug: bool,
     force: Forcible,

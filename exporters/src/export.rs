@@ -58,6 +58,9 @@ pub enum ExportError {
     Fp16(#[from] crate::fp16::Fp16Error),
 }
 
+/// Metadata key of the exported model's configuration (JSON), which runtimes read back.
+pub const CONFIG_METADATA_KEY: &str = "focus_export.config";
+
 /// Metadata key of the computation precision (`fp32` or `fp16`).
 pub const PRECISION_METADATA_KEY: &str = "focus_export.precision";
 
@@ -390,7 +393,7 @@ pub fn export(
         .collect();
     let metadata = vec![
         (
-            "focus_export.config".to_string(),
+            CONFIG_METADATA_KEY.to_string(),
             serde_json::to_string(cfg).map_err(|e| ExportError::Serialize(e.to_string()))?,
         ),
         (

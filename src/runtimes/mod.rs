@@ -92,8 +92,8 @@ pub fn check_images(inputs: &TensorMap) -> Result<&crate::tensors::HostTensor, R
     Ok(t)
 }
 
-/// Metadata key of the exported model's configuration (JSON).
-pub const CONFIG_METADATA_KEY: &str = "focus_export.config";
+/// Metadata key of the exported model's configuration (JSON; the exporter owns it).
+pub use focus_exporters::export::CONFIG_METADATA_KEY;
 
 /// The configuration recorded in an exported model's metadata, if any (a model from another
 /// exporter has none; it is then run without the size check).
