@@ -25,8 +25,12 @@ pub struct BenchResult {
     pub runtime: String,
     /// Whether it ran the dense baseline (every encoder layer keeps every token).
     pub dense: bool,
-    /// Creating the runtime (loading weights or the model), seconds.
+    /// Creating the runtime (loading weights or the model), seconds (the mean over rounds).
     pub load_s: f64,
+    /// Rounds merged into this result (`bench --rounds`): each a fresh process that loaded the
+    /// runtime and ran the warm-up and timed runs.
+    #[serde(default = "one")]
+    pub rounds: usize,
     /// Warm-up runs (the first run includes one-off work such as tract's per-shape optimisation).
     pub warmup_s: Vec<f64>,
     /// Timed runs, seconds.
@@ -35,13 +39,39 @@ pub struct BenchResult {
     pub p50_s: f64,
     /// 90th percentile of the timed runs (nearest rank).
     pub p90_s: f64,
-    /// Peak resident memory of the process from loading to the last run, MiB (Linux only).
+    /// Peak resident memory of the process from loading to the last run, MiB (Linux only; the
+    /// largest over rounds).
     pub peak_rss_mib: Option<f64>,
-    /// The runtime's own per-op profile of the timed runs, when asked for and available.
+    /// The runtime's own per-op profile of the timed runs, when asked for and available (the
+    /// first round's).
     pub profile: Option<crate::profile::OpProfile>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl BenchResult {
+    /// Adds a later round of the same form: its runs join these (p50 and p90 are taken over
+    /// all of them), the peak is the larger one, and the load time the mean.
+    pub fn merge(&mut self, later: BenchResult) {
+        let n = self.rounds as f64;
+        self.load_s =
+            (self.load_s * n + later.load_s * later.rounds as f64) / (n + later.rounds as f64);
+        self.rounds += later.rounds;
+        self.warmup_s.extend(later.warmup_s);
+        self.runs_s.extend(later.runs_s);
+        self.p50_s = percentile(&self.runs_s, 0.5);
+        self.p90_s = percentile(&self.runs_s, 0.9);
+        self.peak_rss_mib = match (self.peak_rss_mib, later.peak_rss_mib) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if self.profile.is_none() {
+            self.profile = later.profile;
+        }
+    }
+
     /// The runtime's name, marked ` dense` for the dense baseline (table rows and profiles).
     pub fn label(&self) -> String {
         if self.dense {
@@ -115,6 +145,7 @@ where
         runs_s,
         peak_rss_mib,
         profile,
+        rounds: 1,
     })
 }
 
@@ -140,6 +171,35 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 3.0);
         assert_eq!(percentile(&v, 0.9), 5.0);
         assert_eq!(percentile(&[2.0], 0.9), 2.0);
+    }
+
+    fn result(load_s: f64, runs_s: Vec<f64>, peak: Option<f64>) -> BenchResult {
+        BenchResult {
+            runtime: "ort-cpu".into(),
+            dense: false,
+            load_s,
+            rounds: 1,
+            warmup_s: vec![9.0],
+            p50_s: percentile(&runs_s, 0.5),
+            p90_s: percentile(&runs_s, 0.9),
+            runs_s,
+            peak_rss_mib: peak,
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn rounds_merge_their_runs_peaks_and_load_times() {
+        let mut r = result(1.0, vec![5.0, 1.0, 3.0], Some(500.0));
+        r.merge(result(2.0, vec![2.0, 4.0], Some(700.0)));
+        r.merge(result(3.0, vec![6.0], None));
+        assert_eq!(r.rounds, 3);
+        assert_eq!(r.runs_s.len(), 6);
+        assert_eq!(r.warmup_s.len(), 3);
+        assert_eq!(r.p50_s, 3.0, "the median of all six runs");
+        assert_eq!(r.p90_s, 6.0);
+        assert_eq!(r.peak_rss_mib, Some(700.0));
+        assert!((r.load_s - 2.0).abs() < 1e-12, "{}", r.load_s);
     }
 
     #[test]

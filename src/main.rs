@@ -334,6 +334,12 @@ struct BenchArgs {
     /// Timed runs, per runtime.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Repeat the whole comparison this many times, the runtimes taking turns (each round a
+    /// fresh process per runtime, with its warm-up and timed runs), and report each runtime
+    /// over all its rounds' runs: slow drift of a shared machine then falls on every runtime
+    /// alike instead of on whichever ran during it. `--profile` keeps the first round's profile.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Also time every runtime in the dense baseline and print sparse/dense latency ratios: ort
     /// and tract run this model (exported with --dense), torch runs its weights with --dense.
     #[arg(long, value_name = "DENSE.onnx")]
@@ -911,7 +917,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     // Every form in a process of its own (this binary again, with --child): one runtime's
     // libraries, caches, threads and freed memory must not count in the next one's time and
     // peak memory (measured: libtorch left ~100 MiB resident that ORT's peak then carried).
-    let mut results = Vec::new();
+    let mut todo = Vec::new();
     for kind in kinds {
         for (rt_args, dense) in &forms {
             let form = bench_form_name(kind, *dense);
@@ -922,18 +928,30 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
                     println!("{}", serde_json::to_string(&r)?);
                     return Ok(ExitCode::SUCCESS);
                 }
-                None => {}
+                None => todo.push(form),
             }
+        }
+    }
+    let mut results: Vec<focus_export::bench::BenchResult> = Vec::new();
+    for round in 0..args.rounds as usize {
+        for (i, form) in todo.iter().enumerate() {
             if !args.json {
+                let of = if args.rounds > 1 {
+                    format!(", round {} of {}", round + 1, args.rounds)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "timing {form} ({} warm-up, {} timed run(s))…",
+                    "timing {form} ({} warm-up, {} timed run(s){of})…",
                     args.warmup, args.runs
                 );
             }
-            results.push(
-                bench_in_child(&form)
-                    .with_context(|| format!("timing {form} on {}", args.input.display()))?,
-            );
+            let r = bench_in_child(form)
+                .with_context(|| format!("timing {form} on {}", args.input.display()))?;
+            match results.get_mut(i) {
+                Some(earlier) => earlier.merge(r),
+                None => results.push(r),
+            }
         }
     }
     if let Some(only) = &args.child {
@@ -947,6 +965,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
             "threads": args.rt.threads,
             "warmup": args.warmup,
             "runs": args.runs,
+            "rounds": args.rounds,
             "results": results,
             "sparse_dense_p50": ratios.iter().map(|(rt, r)| serde_json::json!({"runtime": rt, "ratio": r})).collect::<Vec<_>>(),
             "paper_sparse_dense_latency": focus_export::bench::PAPER_SPARSE_DENSE_LATENCY,
@@ -956,8 +975,13 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let base = results[0].p50_s;
+    let rounds = if args.rounds > 1 {
+        format!(" × {} rounds taking turns", args.rounds)
+    } else {
+        String::new()
+    };
     println!(
-        "{} images {shape}, {} warm-up + {} timed run(s) each, threads {}",
+        "{} images {shape}, {} warm-up + {} timed run(s) each{rounds}, threads {}",
         args.input.display(),
         args.warmup,
         args.runs,

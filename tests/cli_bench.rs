@@ -134,6 +134,8 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
             "0",
             "--runs",
             "1",
+            "--rounds",
+            "2",
         ])
         .args(["--threads", "1", "--profile", "--json"])
         .arg("--input")
@@ -164,6 +166,13 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         ],
         "{stdout}"
     );
+    // Two rounds, the forms taking turns: each result holds both rounds' runs.
+    assert_eq!(doc["rounds"], 2, "{stdout}");
+    for r in doc["results"].as_array().unwrap() {
+        assert_eq!(r["rounds"], 2, "{r}");
+        assert_eq!(r["runs_s"].as_array().unwrap().len(), 2, "{r}");
+        assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
+    }
     // ORT's and tract's profiles of the timed run (ORT's: every op type of the model,
     // convolutions and TopK among them); torch has none.
     for r in doc["results"].as_array().unwrap() {
