@@ -34,10 +34,6 @@ pub fn two_stage<B: Backend>(
     b.scope("transformer.two_stage");
     let out = project_tokens(b, cfg, &keys.transformer, levels, memory)?;
     let class = linear(b, &out, keys.encoder_class_head())?;
-    let coord = b.add(
-        &mlp(b, &out, keys.encoder_box_head())?,
-        &levels.proposals_logit,
-    )?;
     let best = b.max(&class, 2)?;
     let (scores, indices) = b.topk(&best, &b.dim_const(cfg.heads.num_queries as i64))?;
     cap.put("topk_proposal_scores", &scores);
@@ -46,7 +42,18 @@ pub fn two_stage<B: Backend>(
         Some(i) => b.select_nonneg(i, &indices)?,
         None => indices,
     };
-    let reference = b.sigmoid(&b.gather_rows(&coord, &indices)?)?;
+    // The box head on the selected rows only: the official code runs it on all N tokens and
+    // then keeps these rows; each row's result is the same (≈ 2.6 GMACs less at 800×1184).
+    // (The proposals are one [1, N, 4] grid for the whole batch.)
+    let proposals = b.expand(
+        &levels.proposals_logit,
+        &[Some(b.dim(memory, 0)?), None, None],
+    )?;
+    let coord = b.add(
+        &mlp(b, &b.gather_rows(&out, &indices)?, keys.encoder_box_head())?,
+        &b.gather_rows(&proposals, &indices)?,
+    )?; // [B, Q, 4]
+    let reference = b.sigmoid(&coord)?;
     b.end_scope();
     Ok(Proposals { indices, reference })
 }
