@@ -150,7 +150,8 @@ pub fn deformable_attention<B: Backend>(
     // the 6-d ones at ~50 M elements/s: 0.13 s per run at 480×640).
     let row = d(nl * np * 2);
     let off = b.reshape(&off, &[None, d(nh), row.clone()])?; // [B·Q, M, L·P·2]
-                                                             // [B, Q, L, 2] → [B·Q, 1, L·P·2]
+
+    // [B, Q, L, 2] → [B·Q, 1, L·P·2]
     let per_point = |t: &B::Tensor| -> Result<B::Tensor> {
         let t = b.expand(&b.unsqueeze(t, 3)?, &[None, None, None, d(np), None])?;
         b.reshape(&t, &[None, d(1), row.clone()])
