@@ -66,6 +66,7 @@ impl Report {
 pub fn diagnose(gpu: bool) -> Report {
     let mut findings = vec![libtorch()];
     findings.extend(onnxruntime(gpu));
+    findings.push(tract());
     let driver = runtime_env::nvidia_driver();
     findings.push(Finding {
         item: "CUDA driver",
@@ -195,6 +196,29 @@ fn onnxruntime(gpu: bool) -> Vec<Finding> {
             required: gpu,
         },
     ]
+}
+
+#[cfg(feature = "tract")]
+fn tract() -> Finding {
+    Finding {
+        item: "tract",
+        detail: format!(
+            "built in; kernels: {}",
+            crate::runtimes::tract::kernel_choice()
+        ),
+        fix: None,
+        required: false,
+    }
+}
+
+#[cfg(not(feature = "tract"))]
+fn tract() -> Finding {
+    Finding {
+        item: "tract",
+        detail: "this binary was built without the `tract` feature".into(),
+        fix: Some("cargo build --release --features tract".into()),
+        required: false,
+    }
 }
 
 #[cfg(not(feature = "ort"))]

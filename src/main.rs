@@ -11,6 +11,11 @@ use clap::{Args, Parser, Subcommand};
 mod commands;
 
 use focus_export::doctor;
+// A build without any runtime feature (export only) uses neither.
+#[cfg_attr(
+    not(any(feature = "torch", feature = "ort", feature = "tract")),
+    allow(unused_imports)
+)]
 use focus_export::runtimes::{Runtime, RuntimeError};
 use focus_models::model::selections::Forcible;
 use focus_models::schema::shape_to_string;

@@ -19,6 +19,25 @@ fn doctor_finds_the_installed_runtimes() {
     assert!(stdout.contains("1.31.1"), "{stdout}");
 }
 
+#[cfg(feature = "tract")]
+#[test]
+fn doctor_says_how_tract_picks_its_kernels() {
+    let mut cmd = common::cli();
+    cmd.arg("doctor").env_remove("TRACT_CPU_ISA");
+    let (_, stdout, _) = common::output(cmd);
+    assert!(
+        stdout.contains("[ok     ] tract") && stdout.contains("kernels: "),
+        "{stdout}"
+    );
+    let mut cmd = common::cli();
+    cmd.arg("doctor").env("TRACT_CPU_ISA", "-avx512f,+fma");
+    let (_, stdout, _) = common::output(cmd);
+    assert!(
+        stdout.contains("TRACT_CPU_ISA=-avx512f,+fma (from the environment)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn doctor_with_the_environment_hidden_says_how_to_fix_it() {
     let empty = tempfile::tempdir().unwrap();
