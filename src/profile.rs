@@ -18,6 +18,33 @@ pub struct OpProfile {
     pub by_op: Vec<(String, f64, usize)>,
     /// (node name, op type, seconds per run), slowest first, at most [`TOP_NODES`].
     pub top_nodes: Vec<(String, String, f64)>,
+    /// (model part, seconds per run, nodes), slowest first: nodes grouped by [`module_of`] their
+    /// name, so the backbone stages, neck, encoder and decoder can be compared across runtimes.
+    #[serde(default)]
+    pub by_module: Vec<(String, f64, usize)>,
+}
+
+/// The group of nodes whose names carry no module path: those a runtime's optimiser made or
+/// renamed (ONNX Runtime's NCHWc convolutions, for one).
+pub const NO_MODULE: &str = "(no module path)";
+
+/// The model part a node belongs to, from its name: ONNX node names are module paths followed by
+/// `/` and the op (`transformer.encoder.layers.3.attentions.1/MatMul_12`), and the part is the
+/// path's first two components under `backbone` and `transformer` (`backbone.res2`,
+/// `transformer.encoder`) and its first elsewhere (`neck`, `postprocess`). Runtimes that fuse or
+/// rename nodes keep or extend the name before the `/`; a name without one is [`NO_MODULE`].
+pub fn module_of(node: &str) -> &str {
+    let Some((path, _)) = node.split_once('/') else {
+        return NO_MODULE;
+    };
+    let depth = match path.split('.').next() {
+        Some("backbone" | "transformer") => 2,
+        _ => 1,
+    };
+    match path.match_indices('.').nth(depth - 1) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    }
 }
 
 /// Nodes listed in [`OpProfile::top_nodes`].
@@ -127,11 +154,11 @@ impl NodeTimes {
             o.0 += s;
             o.1 += 1;
         }
-        let mut by_op: Vec<(String, f64, usize)> = ops
-            .into_iter()
-            .map(|(op, (s, n))| (op.to_string(), per_run(s), n))
-            .collect();
-        by_op.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let by_op = sorted_slowest_first(
+            ops.into_iter()
+                .map(|(op, (s, n))| (op.to_string(), per_run(s), n))
+                .collect(),
+        );
         let mut top_nodes: Vec<(String, String, f64)> = self
             .0
             .iter()
@@ -139,13 +166,32 @@ impl NodeTimes {
             .collect();
         top_nodes.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         top_nodes.truncate(TOP_NODES);
+        let mut modules: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for (node, (_, s)) in &self.0 {
+            let m = modules.entry(module_of(node)).or_insert((0.0, 0));
+            m.0 += s;
+            m.1 += 1;
+        }
+        let by_module = sorted_slowest_first(
+            modules
+                .into_iter()
+                .map(|(m, (s, n))| (m.to_string(), per_run(s), n))
+                .collect(),
+        );
         Some(OpProfile {
             runs,
             kernel_s: by_op.iter().map(|o| o.1).sum(),
             by_op,
             top_nodes,
+            by_module,
         })
     }
+}
+
+/// (name, seconds, count) rows, slowest first (ties by name, so tables are deterministic).
+fn sorted_slowest_first(mut rows: Vec<(String, f64, usize)>) -> Vec<(String, f64, usize)> {
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows
 }
 
 impl OpProfile {
@@ -179,6 +225,20 @@ impl OpProfile {
                 rest.0,
                 100.0 * rest.0 / self.kernel_s
             );
+        }
+        if !self.by_module.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<32} {:>9} {:>7} {:>6}",
+                "model part", "s/run", "share", "nodes"
+            );
+            for (m, t, n) in &self.by_module {
+                let _ = writeln!(
+                    s,
+                    "  {m:<32} {t:>9.4} {:>6.1}% {n:>6}",
+                    100.0 * t / self.kernel_s
+                );
+            }
         }
         let _ = writeln!(s, "  slowest nodes:");
         for (node, op, t) in &self.top_nodes {
@@ -220,6 +280,34 @@ mod tests {
         let both = parse_ort(json, "p.json", 2).unwrap();
         assert!(close(both.kernel_s, 90e-6));
         assert!(p.table("ort-cpu").contains("MatMul"));
+    }
+
+    #[test]
+    fn nodes_are_grouped_by_the_model_part_their_name_carries() {
+        assert_eq!(module_of("backbone.res2/Conv_8.matmatmul"), "backbone.res2");
+        assert_eq!(
+            module_of("transformer.encoder.layers.3.attentions.1/MatMul_12"),
+            "transformer.encoder"
+        );
+        assert_eq!(module_of("transformer.alpha/Mul_3"), "transformer.alpha");
+        assert_eq!(module_of("backbone/Conv_1"), "backbone");
+        assert_eq!(module_of("neck.convs.0/Conv_2"), "neck");
+        assert_eq!(module_of("v39_nchwc"), NO_MODULE);
+        let mut t = NodeTimes::default();
+        t.add("backbone.res2/Conv_1", "Conv", 2.0);
+        t.add("backbone.res2/Relu_2", "Relu", 1.0);
+        t.add("transformer.decoder.layers.0/MatMul_3", "MatMul", 4.0);
+        t.add("v1_nchwc", "Conv", 0.5);
+        let p = t.summary(2).unwrap();
+        assert_eq!(
+            p.by_module,
+            [
+                ("transformer.decoder".to_string(), 2.0, 1),
+                ("backbone.res2".to_string(), 1.5, 2),
+                (NO_MODULE.to_string(), 0.25, 1),
+            ]
+        );
+        assert!(p.table("tract").contains("backbone.res2"));
     }
 
     #[test]

@@ -184,7 +184,20 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         assert!(p["kernel_s"].as_f64().unwrap() > 0.0, "{p}");
         assert_eq!(p["runs"], 1);
         assert!(!p["top_nodes"].as_array().unwrap().is_empty(), "{p}");
+        // Time per model part, from the module paths in the node names (ORT renames the
+        // convolutions it rewrites, so only the transformer's parts are sure to be there).
+        let parts: Vec<&str> = p["by_module"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[0].as_str().unwrap())
+            .collect();
+        assert!(
+            parts.contains(&"transformer.encoder") && parts.contains(&"transformer.decoder"),
+            "{parts:?}"
+        );
         if r["runtime"] == "tract" {
+            assert!(parts.contains(&"backbone.res2"), "{parts:?}");
             continue;
         }
         let ops: Vec<&str> = p["by_op"]
