@@ -17,7 +17,7 @@ mkdir -p demo
 "$bin" names --config r50_4scale_36ep --check demo/focus_detr_r50_synth.safetensors
 # The main job: export.
 "$bin" --weights demo/focus_detr_r50_synth.safetensors --config r50_4scale_36ep -o demo/focus_detr_r50.onnx
-# Run it on ONNX Runtime and tract next to the libtorch reference: a golden input if ../shared
+# Run it on ONNX Runtime next to the libtorch reference: a golden input if ../shared
 # is beside this checkout, else a grey 480×640 image.
 input=../shared/golden/coffee_480x640.safetensors
 if [ ! -f "$input" ]; then
