@@ -142,23 +142,34 @@ impl NodeTimes {
         }
     }
 
+    /// (group, seconds per run, nodes) with the nodes grouped by `key(node, op)`, slowest first
+    /// (ties by name, so tables are deterministic).
+    fn grouped<'a>(
+        &'a self,
+        runs: usize,
+        key: impl Fn(&'a str, &'a str) -> &'a str,
+    ) -> Vec<(String, f64, usize)> {
+        let mut groups: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for (node, (op, s)) in &self.0 {
+            let g = groups.entry(key(node, op)).or_insert((0.0, 0));
+            g.0 += s;
+            g.1 += 1;
+        }
+        let mut rows: Vec<(String, f64, usize)> = groups
+            .into_iter()
+            .map(|(g, (s, n))| (g.to_string(), s / runs as f64, n))
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows
+    }
+
     /// The profile of these times taken as the sum of `runs` runs (None when nothing was timed).
     pub fn summary(&self, runs: usize) -> Option<OpProfile> {
         if self.0.is_empty() || runs == 0 {
             return None;
         }
         let per_run = |s: f64| s / runs as f64;
-        let mut ops: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for (op, s) in self.0.values() {
-            let o = ops.entry(op).or_insert((0.0, 0));
-            o.0 += s;
-            o.1 += 1;
-        }
-        let by_op = sorted_slowest_first(
-            ops.into_iter()
-                .map(|(op, (s, n))| (op.to_string(), per_run(s), n))
-                .collect(),
-        );
+        let by_op = self.grouped(runs, |_, op| op);
         let mut top_nodes: Vec<(String, String, f64)> = self
             .0
             .iter()
@@ -166,18 +177,7 @@ impl NodeTimes {
             .collect();
         top_nodes.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         top_nodes.truncate(TOP_NODES);
-        let mut modules: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for (node, (_, s)) in &self.0 {
-            let m = modules.entry(module_of(node)).or_insert((0.0, 0));
-            m.0 += s;
-            m.1 += 1;
-        }
-        let by_module = sorted_slowest_first(
-            modules
-                .into_iter()
-                .map(|(m, (s, n))| (m.to_string(), per_run(s), n))
-                .collect(),
-        );
+        let by_module = self.grouped(runs, |node, _| module_of(node));
         Some(OpProfile {
             runs,
             kernel_s: by_op.iter().map(|o| o.1).sum(),
@@ -186,12 +186,6 @@ impl NodeTimes {
             by_module,
         })
     }
-}
-
-/// (name, seconds, count) rows, slowest first (ties by name, so tables are deterministic).
-fn sorted_slowest_first(mut rows: Vec<(String, f64, usize)>) -> Vec<(String, f64, usize)> {
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    rows
 }
 
 impl OpProfile {

@@ -173,8 +173,6 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         assert_eq!(r["runs_s"].as_array().unwrap().len(), 2, "{r}");
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
     }
-    // ORT's and tract's profiles of the timed run (ORT's: every op type of the model,
-    // convolutions and TopK among them); torch has none.
     // The names in a profile table's rows ([name, seconds, count]).
     let names = |rows: &serde_json::Value| -> Vec<String> {
         rows.as_array()
@@ -183,6 +181,8 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
             .map(|row| row[0].as_str().unwrap().to_string())
             .collect()
     };
+    // ORT's and tract's profiles of the timed run (ORT's: every op type of the model,
+    // convolutions and TopK among them); torch has none.
     for r in doc["results"].as_array().unwrap() {
         let p = &r["profile"];
         if r["runtime"] == "torch-cpu" {
