@@ -2,7 +2,7 @@
 //! TensorRT execution providers behind the [`Runtime`] interface.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::ep::ExecutionProvider as _;
@@ -86,6 +86,9 @@ impl From<OrtError> for RuntimeError {
         RuntimeError::Backend(e.to_string())
     }
 }
+
+/// Held while a session with our custom-op domains is created (see `OrtRuntime::new`).
+static SESSION_CREATION: Mutex<()> = Mutex::new(());
 
 /// The process-wide ORT environment (ORT allows one), created on first use.
 fn environment() -> Result<&'static (Environment, PathBuf), OrtError> {
@@ -200,6 +203,12 @@ impl OrtRuntime {
                 )
             }
         };
+        // One session at a time from here to its creation: ORT enters a custom-op domain in a
+        // process-wide table when a session first uses it, and two sessions created at once on
+        // different threads could both try ("the domain is already exist", onnxruntime#22663).
+        let _one_at_a_time = SESSION_CREATION
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Our custom ops (ai.focus_detr) run on every session, on the CPU provider.
         let ops = super::ort_ops::domain().map_err(sess_err)?;
         b = b.with_operators(ops).map_err(builder_err)?;
