@@ -13,7 +13,6 @@ pub mod images;
 pub mod inputs;
 pub mod pictures;
 pub mod profile;
-pub mod report_html;
 pub mod runtime_env;
 pub mod runtimes;
 pub mod tensors;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use pytorch_reader::{DType, PickleValue, PytorchReader};
 use safetensors::tensor::Dtype;
 
-use crate::weights::{to_f32, WeightError};
+use crate::weights::dtype::to_f32;
+use crate::weights::WeightError;
 
 /// Calls a checkpoint may hold besides tensors and containers: plain data types that carry no
 /// behaviour (counters and default dicts of scheduler states, numpy scalars and dtypes, torch

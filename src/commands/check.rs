@@ -14,7 +14,9 @@ use focus_export::check::Status;
 use focus_export::inputs;
 use focus_models::weights::write_atomically;
 
-use crate::{make_runtime, ModelFlags, RuntimeArgs, RuntimeKind};
+use focus_export::runtimes::{RuntimeKind, TorchOptions};
+
+use super::args::RuntimeArgs;
 
 /// Arguments of `check`.
 #[derive(Args)]
@@ -129,12 +131,12 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         .model
         .as_ref()
         .context("--model is required: the exported model to check")?;
-    let reference_flags = ModelFlags {
+    let reference_flags = TorchOptions {
         debug: true,
         ..Default::default()
     };
-    let mut reference = make_runtime(RuntimeKind::Torch, &args.rt, reference_flags)?;
-    let mut rt = make_runtime(args.runtime, &args.rt, ModelFlags::default())?;
+    let mut reference = args.rt.open(RuntimeKind::Torch, reference_flags)?;
+    let mut rt = args.rt.open(args.runtime, TorchOptions::default())?;
     // The selections the model can be forced to (a `--debug --selection-inputs` export: all).
     let forcible = focus_export::check::forcible_selections(&rt.inputs());
     // A float16 export, or TensorRT building float16 engines, is judged by the float16 budgets
@@ -219,7 +221,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
                 .get("images")
                 .and_then(|t| focus_export::images::denormalise(t, &cfg.preprocess, 0));
             sections.push(
-                focus_export::report_html::case_section(
+                focus_export::check::html::case_section(
                     &rep,
                     picture.as_ref(),
                     &want,
@@ -332,7 +334,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             if passed { "passed" } else { "FAILED" }
         );
         let reference_name = reference.name();
-        let doc = focus_export::report_html::document(
+        let doc = focus_export::check::html::document(
             &title,
             passed,
             std::slice::from_ref(&summary),
@@ -346,23 +348,18 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         println!("HTML report: {}", path.display());
     }
     if let Some(path) = &args.report {
-        let doc = serde_json::json!({
-            "model": model.display().to_string(),
-            "runtime": runtime_name,
-            "reference": reference.name(),
-            "tolerances": focus_export::check::tolerances_json(tensor_budgets),
-            "passed": passed,
-            "tensors_passed": fail == 0,
-            "images": reports.len(),
-            "forced_ok": forced_ok,
-            "free_identical": free_identical,
-            "accuracy": accuracy,
-            "results_files": results_files.as_ref().map(|(r, e, f)| serde_json::json!({
-                "reference": r.display().to_string(),
-                "exported": e.display().to_string(),
-                "exported_forced": f.as_ref().map(|f| f.display().to_string()),
-            })),
-            "cases": reports,
+        let doc = focus_export::check::json::document(&focus_export::check::json::RunReport {
+            model: model.display().to_string(),
+            runtime: &runtime_name,
+            reference: &reference.name(),
+            budgets: tensor_budgets,
+            passed,
+            tensors_passed: fail == 0,
+            forced_ok,
+            free_identical,
+            accuracy: accuracy.as_ref(),
+            results_files: results_files.as_ref(),
+            cases: &reports,
         });
         write_atomically(path, serde_json::to_string_pretty(&doc)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;

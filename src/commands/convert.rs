@@ -17,7 +17,8 @@ use focus_models::schema::Param;
 use focus_models::weights::WeightFile;
 use focus_models::{WeightSchema, Weights};
 
-use crate::ConfigArg;
+use super::args::ConfigArg;
+use super::export::sha256_file;
 
 /// The metadata entry that names the source of a converted file.
 pub const SOURCE_METADATA_KEY: &str = "focus_export.source";
@@ -92,7 +93,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     };
     let layout = checkpoint.layout().to_string();
     let unread_ema = checkpoint.has_unread_ema();
-    let sha = crate::sha256_file(&args.input)?;
+    let sha = sha256_file(&args.input)?;
     let source = format!(
         "{} sha256:{sha}{}",
         args.input

@@ -1,7 +1,18 @@
-//! Subcommands that own their arguments and wiring (the rest still lives in main.rs; a command
-//! moves here when it is next changed).
+//! The commands, one file each with its arguments (`export` is the default action), and the
+//! argument groups they share (`args`).
 
+pub mod args;
+pub mod bench;
+pub mod bench_ops;
 pub mod check;
+pub mod config;
 pub mod convert;
+pub mod doctor;
 pub mod eval;
+pub mod explain;
+pub mod export;
+pub mod init_weights;
+pub mod lint;
+pub mod names;
 pub mod predict;
+pub mod run;

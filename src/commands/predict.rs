@@ -1,6 +1,6 @@
-//! `focus-export predict` and `focus-export explain`: one photo through the torch reference or an
-//! exported model (ONNX Runtime, tract), then its detections printed and drawn (`predict`), or
-//! every picture of what the model selected on the way (`explain`).
+//! `predict`: one photo through the torch reference or an exported model (ONNX Runtime,
+//! tract), its detections printed and drawn; and the steps `explain` shares (choosing the
+//! runtime, preparing the photo as the official test pipeline does, running it).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +15,9 @@ use focus_export::pictures;
 use focus_export::tensors::TensorMap;
 use focus_models::postprocess::COCO_IDS;
 
-use crate::{make_runtime, ModelFlags, RuntimeArgs, RuntimeKind};
+use focus_export::runtimes::{RuntimeKind, TorchOptions};
+
+use super::args::RuntimeArgs;
 
 /// Arguments of `predict`.
 #[derive(Args)]
@@ -43,35 +45,11 @@ pub struct PredictArgs {
     top: usize,
 }
 
-/// Arguments of `explain`.
-#[derive(Args)]
-pub struct ExplainArgs {
-    /// The runtime: torch (the reference, on --weights), or ort / tract (a `--debug` export,
-    /// --model). Default: torch with --weights, ort with --model.
-    #[arg(long, value_enum)]
-    runtime: Option<RuntimeKind>,
-    #[command(flatten)]
-    rt: RuntimeArgs,
-    /// The photo (JPEG, PNG or WebP; its EXIF orientation is applied).
-    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
-    image: Option<PathBuf>,
-    /// Or a tensor file holding `images` [1, 3, H, W] (e.g. a golden case): the pictures are
-    /// drawn over that input.
-    #[arg(long)]
-    input: Option<PathBuf>,
-    /// Folder for the pictures (created if missing).
-    #[arg(short = 'o', long)]
-    out: PathBuf,
-    /// Show detections with at least this score.
-    #[arg(long, default_value_t = 0.3)]
-    score_threshold: f32,
-    /// Show at most this many detections.
-    #[arg(long, default_value_t = 100)]
-    top: usize,
-}
-
 /// The runtime asked for, or the one the given files imply.
-fn chosen_runtime(explicit: Option<RuntimeKind>, rt: &RuntimeArgs) -> Result<RuntimeKind> {
+pub(super) fn chosen_runtime(
+    explicit: Option<RuntimeKind>,
+    rt: &RuntimeArgs,
+) -> Result<RuntimeKind> {
     match (explicit, &rt.model, &rt.weights) {
         (Some(k), _, _) => Ok(k),
         (None, Some(_), _) => Ok(RuntimeKind::Ort),
@@ -84,14 +62,18 @@ fn chosen_runtime(explicit: Option<RuntimeKind>, rt: &RuntimeArgs) -> Result<Run
 
 /// One image ready to run: the picture to draw on (original size and orientation), and the
 /// model inputs resized and normalised from it.
-struct Prepared {
-    picture: RgbImage,
-    inputs: TensorMap,
-    input_hw: (usize, usize),
-    source: PathBuf,
+pub(super) struct Prepared {
+    /// The photo, original size and orientation.
+    pub picture: RgbImage,
+    /// The model inputs (`images`).
+    pub inputs: TensorMap,
+    /// The input's height and width after resizing.
+    pub input_hw: (usize, usize),
+    /// The file it came from.
+    pub source: PathBuf,
 }
 
-fn prepare_photo(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Prepared> {
+pub(super) fn prepare_photo(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Prepared> {
     let picture = images::load_rgb(path)?;
     let (_, input) = images::preprocess(&picture, &cfg.preprocess);
     let input_hw = (input.shape[2], input.shape[3]);
@@ -105,7 +87,7 @@ fn prepare_photo(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Pre
     })
 }
 
-fn prepare_tensor(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Prepared> {
+pub(super) fn prepare_tensor(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Prepared> {
     let mut inputs = focus_export::tensors::read_tensors(path)?;
     let t = inputs
         .get("images")
@@ -136,17 +118,17 @@ fn prepare_tensor(path: &Path, cfg: &focus_models::FocusDetrConfig) -> Result<Pr
 
 /// Runs the chosen runtime on one prepared image; `debug` asks the torch reference for the
 /// intermediates (an exported model returns what it was exported with).
-fn run_one(
+pub(super) fn run_one(
     kind: RuntimeKind,
     rt_args: &RuntimeArgs,
     image: &Prepared,
     debug: bool,
 ) -> Result<(String, TensorMap)> {
-    let flags = ModelFlags {
+    let flags = TorchOptions {
         debug,
         ..Default::default()
     };
-    let mut rt = make_runtime(kind, rt_args, flags)?;
+    let mut rt = rt_args.open(kind, flags)?;
     let out = rt
         .run(&image.inputs)
         .with_context(|| format!("running {} on {}", rt.name(), image.source.display()))?;
@@ -154,7 +136,7 @@ fn run_one(
 }
 
 /// Runs `predict`.
-pub fn predict(args: &PredictArgs) -> Result<ExitCode> {
+pub fn run(args: &PredictArgs) -> Result<ExitCode> {
     let cfg = args.rt.config.load()?;
     let kind = chosen_runtime(args.runtime, &args.rt)?;
     let image = prepare_photo(&args.image, &cfg)?;
@@ -230,55 +212,6 @@ pub fn predict(args: &PredictArgs) -> Result<ExitCode> {
                 path.display()
             );
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs `explain`.
-pub fn explain(args: &ExplainArgs) -> Result<ExitCode> {
-    let cfg = args.rt.config.load()?;
-    let kind = chosen_runtime(args.runtime, &args.rt)?;
-    let image = match (&args.image, &args.input) {
-        (Some(p), _) => prepare_photo(p, &cfg)?,
-        (None, Some(t)) => prepare_tensor(t, &cfg)?,
-        (None, None) => bail!("give --image photo.jpg or --input in.safetensors"),
-    };
-    let (runtime, out) = run_one(kind, &args.rt, &image, true)?;
-    let ex = explain::explain(
-        &image.picture,
-        image.input_hw,
-        &out,
-        &cfg,
-        args.score_threshold,
-        args.top,
-    )
-    .with_context(|| {
-        format!(
-            "{runtime} on {}: the pictures need the model's diagnostic outputs",
-            image.source.display()
-        )
-    })?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    for p in &ex.pictures {
-        pictures::save(&p.image, &args.out.join(format!("{}.png", p.file)))?;
-    }
-    let sheet = args.out.join("sheet.png");
-    pictures::save(&ex.sheet, &sheet)?;
-    println!(
-        "{} on {}: {} pictures ({}×{}) and {} in {}",
-        runtime,
-        image.source.display(),
-        ex.pictures.len(),
-        image.picture.width(),
-        image.picture.height(),
-        sheet
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        args.out.display()
-    );
-    for p in &ex.pictures {
-        println!("  {}.png  {}", p.file, p.title);
     }
     Ok(ExitCode::SUCCESS)
 }

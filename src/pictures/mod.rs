@@ -3,8 +3,11 @@
 //! What is drawn where on the photo is decided by [`tokens`] (feature-level grids) and by the
 //! callers (`explain`, `predict --draw`, `check --html`).
 
+mod colour;
 pub mod text;
 pub mod tokens;
+
+pub use colour::mix;
 
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
@@ -42,14 +45,6 @@ pub enum PictureError {
         /// What went wrong.
         message: String,
     },
-}
-
-/// Mixes `a` towards `b`: (1 − t)·a + t·b per channel.
-pub fn mix(a: Rgb<u8>, b: Rgb<u8>, t: f32) -> Rgb<u8> {
-    let t = t.clamp(0.0, 1.0);
-    Rgb(std::array::from_fn(|c| {
-        (f32::from(a.0[c]) * (1.0 - t) + f32::from(b.0[c]) * t).round() as u8
-    }))
 }
 
 /// A colour from hue, saturation and value (each in [0, 1]).

@@ -4,7 +4,7 @@
 use image::{Rgb, RgbImage};
 use noto_sans_mono_bitmap::{get_raster, get_raster_width, FontWeight, RasterHeight};
 
-use super::mix;
+use super::colour::mix;
 
 /// The weight every picture uses: bold reads better over photos.
 const WEIGHT: FontWeight = FontWeight::Bold;

@@ -15,6 +15,55 @@ mod tract_ops;
 use std::borrow::Cow;
 
 use crate::tensors::{HostTensor, TensorMap};
+use focus_models::model::selections::Forcible;
+
+/// Which runtime executes the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// The libtorch reference (needs the `torch` feature and --weights).
+    Torch,
+    /// ONNX Runtime on an exported model (--model).
+    Ort,
+    /// tract (pure Rust) on an exported model (--model).
+    Tract,
+}
+
+/// ONNX Runtime execution provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// CPU.
+    Cpu,
+    /// CUDA.
+    Cuda,
+    /// TensorRT.
+    Tensorrt,
+}
+
+/// What the torch reference computes besides the outputs (the model flags of `run`, `check`
+/// and `predict`; exported models fix theirs at export time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TorchOptions {
+    /// Also return the intermediate tensors.
+    pub debug: bool,
+    /// Which selections the inputs may force (tensors named `<selection>_in`, e.g.
+    /// `enc_topk_idx_0_in`; the proposal override also reads `topk_proposals`).
+    pub force: Forcible,
+    /// Run inputs too small for the official model with fewer object tokens.
+    pub clamp_object_tokens: bool,
+}
+
+/// The CUDA device index a device name asks for: `cpu` and `cuda` → 0, `cuda:N` → N.
+pub fn cuda_index(device: &str) -> Result<i32, RuntimeError> {
+    match device {
+        "cpu" | "cuda" => Ok(0),
+        d => d
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| {
+                RuntimeError::Options(format!("--device {d}: expected cpu, cuda or cuda:N"))
+            }),
+    }
+}
 
 /// Errors of a runtime.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +82,12 @@ pub enum RuntimeError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] focus_models::backend::ModelError),
+    /// The runtime's options ask for something it cannot do (a device, a provider setting).
+    #[error("{0}")]
+    Options(String),
+    /// The weights could not be loaded.
+    #[error(transparent)]
+    Weights(#[from] focus_models::WeightError),
 }
 
 /// Something that runs the model.

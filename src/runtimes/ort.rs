@@ -36,6 +36,41 @@ pub enum Provider {
     },
 }
 
+impl Provider {
+    /// The provider `kind` on CUDA device `device_id`, with the TensorRT settings (`fp16`
+    /// engines, an engine cache folder, a profile "MIN;OPT;MAX") that only TensorRT reads.
+    pub fn from_kind(
+        kind: super::ProviderKind,
+        device_id: i32,
+        fp16: bool,
+        engine_cache: Option<&Path>,
+        trt_profile: Option<&str>,
+    ) -> Result<Provider, RuntimeError> {
+        Ok(match kind {
+            super::ProviderKind::Cpu => Provider::Cpu,
+            super::ProviderKind::Cuda => Provider::Cuda { device_id },
+            super::ProviderKind::Tensorrt => {
+                let profile = match trt_profile {
+                    None => None,
+                    Some(p) => {
+                        let parts: Vec<&str> = p.split(';').collect();
+                        let [min, opt, max] = parts[..] else {
+                            return Err(RuntimeError::Options(format!("--trt-profile {p}: expected MIN;OPT;MAX, e.g. images:1x3x480x640;images:1x3x800x1216;images:1x3x1344x1344")));
+                        };
+                        Some((min.to_string(), opt.to_string(), max.to_string()))
+                    }
+                };
+                Provider::TensorRt {
+                    device_id,
+                    fp16,
+                    engine_cache: engine_cache.map(Path::to_path_buf),
+                    profile,
+                }
+            }
+        })
+    }
+}
+
 /// Options of an ONNX Runtime session.
 #[derive(Debug, Clone)]
 pub struct OrtOptions {

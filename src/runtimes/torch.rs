@@ -2,24 +2,14 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{check_images, Runtime, RuntimeError};
+pub use super::TorchOptions;
+use super::{check_images, cuda_index, Runtime, RuntimeError};
 use crate::tensors::{HostData, HostTensor, TensorMap};
 use focus_models::model::selections::{self, Forcible};
 use focus_models::model::{FocusDetr, ForwardOptions};
 use focus_models::torch_backend::{TorchBackend, TT};
 use focus_models::{FocusDetrConfig, WeightSchema, Weights};
-
-/// Options of the torch runtime.
-#[derive(Debug, Clone, Default)]
-pub struct TorchOptions {
-    /// Also return the intermediate tensors.
-    pub debug: bool,
-    /// Which selections the inputs may force (tensors named `<selection>_in`, e.g.
-    /// `enc_topk_idx_0_in`; the proposal override also reads `topk_proposals`).
-    pub force: Forcible,
-    /// Run inputs too small for the official model with fewer object tokens.
-    pub clamp_object_tokens: bool,
-}
+use std::path::Path;
 
 /// The reference runtime.
 pub struct TorchRuntime {
@@ -43,6 +33,32 @@ impl TorchRuntime {
             backend,
             opts,
         })
+    }
+
+    /// Loads the weights file `weights` for `cfg` onto `device` (`cpu`, `cuda` or `cuda:N`,
+    /// which must be visible to libtorch), with `threads` CPU threads when given.
+    pub fn open(
+        cfg: FocusDetrConfig,
+        weights: &Path,
+        device: &str,
+        threads: Option<usize>,
+        opts: TorchOptions,
+    ) -> Result<Self, RuntimeError> {
+        let w = Weights::load(weights, &WeightSchema::new(&cfg), &cfg.name)?;
+        let dev = match device {
+            "cpu" => Device::Cpu,
+            d => Device::Cuda(cuda_index(d)? as usize),
+        };
+        if let Device::Cuda(i) = dev {
+            let n = tch::Cuda::device_count();
+            if i as i64 >= n {
+                return Err(RuntimeError::Options(format!("--device {device}: CUDA device {i} is not available ({n} CUDA device(s) visible to libtorch)")));
+            }
+        }
+        if let Some(t) = threads {
+            tch::set_num_threads(t as i32);
+        }
+        Self::new(cfg, &w, dev, opts)
     }
 }
 

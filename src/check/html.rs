@@ -9,8 +9,9 @@ use base64::Engine as _;
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
 
+use super::render::{lead_line, status_word};
+use super::report::{CaseReport, DetectionReport, Status, TensorReport};
 use crate::accuracy::AccuracyReport;
-use crate::check::{lead_line, status_word, CaseReport, DetectionReport, Status, TensorReport};
 use crate::explain::{labelled, photo_detections, token_grid};
 use crate::pictures::{draw_detections, PictureError};
 use crate::tensors::TensorMap;

@@ -5,160 +5,24 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::checkpoint::{CheckpointOptions, PthCheckpoint};
-use crate::schema::{shape_to_string, Param, WeightSchema};
+use crate::schema::{Param, WeightSchema};
+use dtype::is_float;
+pub(crate) mod dtype;
+mod error;
+mod write;
 
-/// Errors of reading or writing weight files.
-#[derive(Debug, thiserror::Error)]
-pub enum WeightError {
-    /// The file could not be opened, mapped or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a readable safetensors file.
-    #[error("{path}: not a valid safetensors file: {message}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// The tensors do not match the schema; every problem is listed.
-    #[error("{path}: the weights do not match the {config} schema ({} problem{}):\n{}",
-        problems.len(), if problems.len() == 1 { "" } else { "s" }, ProblemList(problems))]
-    Mismatch {
-        /// The file.
-        path: PathBuf,
-        /// Config name whose schema was used.
-        config: String,
-        /// Every problem found.
-        problems: Vec<Problem>,
-    },
-    /// A PyTorch checkpoint that cannot be read, or is refused.
-    #[error("{path}: {message}")]
-    Checkpoint {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong and where.
-        message: String,
-    },
-    /// A tensor was asked for that the file does not provide (a programming error upstream).
-    #[error("{path}: no tensor for key `{key}`")]
-    NoSuchTensor {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-    },
-}
-
-/// One way a weight file can disagree with the schema.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Problem {
-    /// Neither the key nor any of its aliases is in the file.
-    Missing {
-        /// Canonical key.
-        key: String,
-        /// Expected shape.
-        shape: Vec<usize>,
-    },
-    /// The key is not part of the schema.
-    Unexpected {
-        /// The key.
-        key: String,
-        /// Its shape in the file.
-        shape: Vec<usize>,
-    },
-    /// The shape differs from the schema's.
-    WrongShape {
-        /// The key as found in the file.
-        key: String,
-        /// Expected shape.
-        expected: Vec<usize>,
-        /// Shape in the file.
-        found: Vec<usize>,
-    },
-    /// The dtype is not a float type we read.
-    WrongDtype {
-        /// The key.
-        key: String,
-        /// Dtype in the file.
-        found: String,
-    },
-    /// A state-dict entry holds something other than a tensor.
-    NotATensor {
-        /// The key.
-        key: String,
-        /// What it holds.
-        found: String,
-    },
-    /// An alias and its canonical key are both present with different values.
-    AliasMismatch {
-        /// The alias key.
-        alias: String,
-        /// The canonical key.
-        canonical: String,
-    },
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Missing { key, shape } => {
-                write!(f, "missing key `{key}` (expected shape [{}])", shape_to_string(shape))
-            }
-            Problem::Unexpected { key, shape } => write!(
-                f,
-                "unexpected key `{key}` (shape [{}]) is not part of the model",
-                shape_to_string(shape)
-            ),
-            Problem::WrongShape { key, expected, found } => write!(
-                f,
-                "wrong shape for `{key}`: expected [{}], found [{}]",
-                shape_to_string(expected),
-                shape_to_string(found)
-            ),
-            Problem::WrongDtype { key, found } => write!(
-                f,
-                "wrong dtype for `{key}`: found {found}, expected a float type (F32, F16, BF16 or F64)"
-            ),
-            Problem::NotATensor { key, found } => {
-                write!(f, "`{key}` holds {found}, expected a tensor")
-            }
-            Problem::AliasMismatch { alias, canonical } => write!(
-                f,
-                "`{alias}` and `{canonical}` name the same tensor but hold different values"
-            ),
-        }
-    }
-}
-
-struct ProblemList<'a>(&'a [Problem]);
-
-impl fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "  - {p}")?;
-        }
-        Ok(())
-    }
-}
+pub use dtype::to_f32;
+pub use error::{Problem, WeightError};
+pub use write::{
+    output_tempfile_builder, write_atomically, write_atomically_with, write_f32_safetensors,
+};
 
 /// Where one tensor lives in the mapping.
 struct TensorEntry {
@@ -249,42 +113,6 @@ impl SafetensorsFile {
             })?;
         Ok(to_f32(e.dtype, &self.mmap[e.bytes.clone()]))
     }
-}
-
-/// Converts little-endian tensor bytes of a float dtype (F32, F16, BF16, F64) to f32 values,
-/// borrowing aligned F32 data; `None` for other dtypes.
-pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Cow<'_, [f32]>> {
-    fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        bytes
-            .chunks_exact(N)
-            .map(|c| c.try_into().unwrap_or([0; N]))
-    }
-    Some(match dtype {
-        Dtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => Cow::Owned(words::<4>(bytes).map(f32::from_le_bytes).collect()),
-        },
-        Dtype::F16 => Cow::Owned(
-            words::<2>(bytes)
-                .map(|w| half::f16::from_le_bytes(w).to_f32())
-                .collect(),
-        ),
-        Dtype::BF16 => Cow::Owned(
-            words::<2>(bytes)
-                .map(|w| half::bf16::from_le_bytes(w).to_f32())
-                .collect(),
-        ),
-        Dtype::F64 => Cow::Owned(
-            words::<8>(bytes)
-                .map(|w| f64::from_le_bytes(w) as f32)
-                .collect(),
-        ),
-        _ => return None,
-    })
-}
-
-fn is_float(d: Dtype) -> bool {
-    matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
 }
 
 /// A weight file of either kind, before any schema check.
@@ -484,76 +312,6 @@ pub fn check(
         }
     }
     Ok((source, problems))
-}
-
-/// Writes f32 tensors to `path` atomically (temporary file in the same folder, then rename).
-/// Tensor order in the file is safetensors' canonical one, so the bytes depend only on the input.
-pub fn write_f32_safetensors<'a>(
-    path: &Path,
-    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
-    metadata: Option<(String, String)>,
-) -> Result<(), WeightError> {
-    let io = |source| WeightError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let views = tensors
-        .into_iter()
-        .map(|(k, shape, data)| {
-            TensorView::new(Dtype::F32, shape.to_vec(), bytemuck::cast_slice(data))
-                .map(|v| (k.to_string(), v))
-                .map_err(|e| WeightError::Format {
-                    path: path.to_path_buf(),
-                    message: format!("tensor `{k}`: {e}"),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // A single metadata entry: safetensors writes its metadata map in hash order, so more than
-    // one entry would make the header bytes vary between runs.
-    let meta = metadata.map(|(k, v)| HashMap::from([(k, v)]));
-    let bytes = safetensors::serialize(views, meta).map_err(|e| WeightError::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    write_atomically(path, &bytes).map_err(io)
-}
-
-/// A temporary-file builder for outputs: the file gets the permissions a plain
-/// `File::create` would (0666 less the umask), not tempfile's private 0600, since it becomes
-/// the user's output file once renamed into place.
-pub fn output_tempfile_builder<'a>(prefix: &'a str) -> tempfile::Builder<'a, 'a> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    b
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomically_with(path, |w| w.write_all(bytes))
-}
-
-/// Has `write` fill a temporary file beside `path` (buffered), then renames it into place; on
-/// any error the temporary file is removed and `path` is left as it was.
-pub fn write_atomically_with<T>(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
-) -> std::io::Result<T> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
-    let mut w = std::io::BufWriter::new(tmp);
-    let out = write(&mut w)?;
-    let tmp = w.into_inner().map_err(|e| e.into_error())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(out)
 }
 
 #[cfg(test)]
