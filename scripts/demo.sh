@@ -10,9 +10,12 @@ cd "$root"
 bash scripts/setup-env.sh
 # The dev profile is optimised (Cargo.toml) and shares its build with the test suite.
 cargo build --all-features --locked
+# libfocus_ops.so: our custom ops for any ONNX Runtime (printed by `focus-export ops-library`).
+cargo build -p focus-ops-library --locked
 bin=target/debug/focus-export
 mkdir -p demo
 "$bin" doctor
+"$bin" ops-library --info
 "$bin" init-weights --config r50_4scale_36ep --seed 0 -o demo/focus_detr_r50_synth.safetensors
 "$bin" names --config r50_4scale_36ep --check demo/focus_detr_r50_synth.safetensors
 # The main job: export.

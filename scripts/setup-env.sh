@@ -5,6 +5,8 @@
 #   .runtimes/libonnxruntime.so  -> the onnxruntime wheel's shared library (found by focus-export at run time)
 #   .runtimes/site-packages      -> the environment's site-packages (CUDA / TensorRT libraries)
 #   .runtimes/photos             -> the photos of the scikit-image wheel (test data: tests/data/coco_subset)
+# and a second environment, .venv-deploy, for the deployment tests (libfocus_ops.so loaded into
+# other ONNX Runtimes: the pinned one and older ones; requirements/deploy.txt, old-onnxruntime.txt).
 # Usage: scripts/setup-env.sh [--gpu]    (idempotent: does nothing when already up to date)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +39,18 @@ if [ ! -f "$stamp" ]; then
   "${pip[@]}" --no-deps -r "$req/test-data.txt"
   rm -f .venv/.focus-export-*
   touch "$stamp"
+fi
+
+deploy_stamp=".venv-deploy/.focus-export-$(cat "$req/deploy.txt" "$req/old-onnxruntime.txt" | sha256sum | cut -c1-16)"
+if [ ! -f "$deploy_stamp" ]; then
+  [ -x .venv-deploy/bin/python ] || "$python" -m venv .venv-deploy
+  pipd=(.venv-deploy/bin/python -m pip install --disable-pip-version-check --no-input --progress-bar off)
+  "${pipd[@]}" -r "$req/deploy.txt"
+  grep -E '^onnxruntime==' "$req/old-onnxruntime.txt" | while read -r spec; do
+    "${pipd[@]}" --no-deps --upgrade --target ".venv-deploy/onnxruntime-${spec#onnxruntime==}" "$spec"
+  done
+  rm -f .venv-deploy/.focus-export-*
+  touch "$deploy_stamp"
 fi
 
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

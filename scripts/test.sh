@@ -8,4 +8,7 @@ cd "$root"
 bash scripts/setup-env.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# libfocus_ops.so, beside target/debug/focus-export: the deployment tests load it into Python's
+# onnxruntime (cargo test builds no cdylib).
+cargo build -p focus-ops-library --locked
 cargo test --workspace --all-features --locked --no-fail-fast

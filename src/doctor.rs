@@ -67,6 +67,7 @@ pub fn diagnose(gpu: bool) -> Report {
     let mut findings = vec![libtorch()];
     findings.extend(onnxruntime(gpu));
     findings.push(tract());
+    findings.push(ops_library());
     let driver = runtime_env::nvidia_driver();
     findings.push(Finding {
         item: "CUDA driver",
@@ -79,6 +80,27 @@ pub fn diagnose(gpu: bool) -> Report {
         required: gpu,
     });
     Report { findings }
+}
+
+/// libfocus_ops.so, for running `--target ort-cpu` exports in other ONNX Runtimes (optional:
+/// focus-export's own sessions register the ops themselves).
+fn ops_library() -> Finding {
+    let found = crate::ops_library::find()
+        .and_then(|p| crate::ops_library::describe(&p).map(|d| format!("{}: {d}", p.display())));
+    match found {
+        Ok(detail) => Finding {
+            item: "ops library",
+            detail,
+            fix: None,
+            required: false,
+        },
+        Err(e) => Finding {
+            item: "ops library",
+            detail: format!("{e}"),
+            fix: Some(crate::ops_library::build_command()),
+            required: false,
+        },
+    }
 }
 
 #[cfg(feature = "torch")]

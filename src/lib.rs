@@ -11,6 +11,7 @@ pub mod explain;
 pub mod heap;
 pub mod images;
 pub mod inputs;
+pub mod ops_library;
 pub mod pictures;
 pub mod profile;
 pub mod runtime_env;

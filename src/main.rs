@@ -55,6 +55,9 @@ enum Command {
     Lint(commands::lint::LintArgs),
     /// Report the runtimes this binary can use, and how to install what is missing.
     Doctor(commands::doctor::DoctorArgs),
+    /// Print the path of libfocus_ops.so, the custom-op library any ONNX Runtime (Python, C++,
+    /// Triton) loads to run exports with our ops (`--target ort-cpu`).
+    OpsLibrary(commands::ops_library::OpsLibraryArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,5 +105,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Explain(args)) => explain::run(&args),
         Some(Command::Lint(args)) => lint::run(&args),
         Some(Command::Doctor(args)) => doctor::run(&args),
+        Some(Command::OpsLibrary(args)) => ops_library::run(&args),
     }
 }

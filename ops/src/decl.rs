@@ -10,6 +10,13 @@ pub const TRT_PLUGIN_DOMAIN: &str = "trt.plugins";
 /// Version of the plugin domain a model imports.
 pub const TRT_PLUGIN_DOMAIN_VERSION: i64 = 1;
 
+/// Base name of the custom-op library (`focus-ops-library`): `libfocus_ops.so` on Linux.
+pub const LIBRARY_NAME: &str = "focus_ops";
+/// The oldest ONNX Runtime C API the library works with (API N is ONNX Runtime 1.N): its kernels
+/// report errors through `KernelComputeV2` (API 16) and run on the session's intra-op pool
+/// through `KernelContext_ParallelFor` (API 17). Older runtimes get a refusal, not a crash.
+pub const LIBRARY_MIN_ORT_API: u32 = 17;
+
 /// The opset version a model imports for a non-standard `domain` (`None`: not ours).
 pub fn domain_version(domain: &str) -> Option<i64> {
     match domain {

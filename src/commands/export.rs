@@ -55,9 +55,10 @@ pub struct ExportArgs {
     #[arg(long, value_name = "HxW")]
     pub static_shape: Option<focus_exporters::export::StaticShape>,
     /// Where the model will run: picks the forms below (none given: standard ops only, for any
-    /// ONNX Runtime; ort-cpu: our deformable-attention kernel, run by focus-export's ORT; ort-cuda:
-    /// standard ops; tensorrt: the deformable-attention plugin and the threshold selection;
-    /// tract: our custom ops).
+    /// ONNX Runtime; ort-cpu: our deformable-attention kernel, run by focus-export's ORT or by
+    /// any ONNX Runtime with libfocus_ops.so, see `ops-library`; ort-cuda: standard ops;
+    /// tensorrt: the deformable-attention plugin and the threshold selection; tract: our
+    /// custom ops).
     #[arg(long, value_name = "ort-cpu|ort-cuda|tensorrt|tract")]
     pub target: Option<focus_exporters::Target>,
     /// Deformable attention as standard ops (GridSample), our custom op (ai.focus_detr, run by

@@ -14,5 +14,6 @@ pub mod export;
 pub mod init_weights;
 pub mod lint;
 pub mod names;
+pub mod ops_library;
 pub mod predict;
 pub mod run;
