@@ -6,7 +6,10 @@
 #   .runtimes/site-packages      -> the environment's site-packages (CUDA / TensorRT libraries)
 #   .runtimes/photos             -> the photos of the scikit-image wheel (test data: tests/data/coco_subset)
 # and a second environment, .venv-deploy, for the deployment tests (libfocus_ops.so loaded into
-# other ONNX Runtimes: the pinned one and older ones; requirements/deploy.txt, old-onnxruntime.txt).
+# other ONNX Runtimes: the pinned one and older ones; requirements/deploy.txt, old-onnxruntime.txt)
+# with Triton Inference Server's own binary from the nvidia-pytriton wheel (requirements/triton.txt):
+#   .venv-deploy/triton/tritonserver      -> the wheel's server binary
+#   .venv-deploy/triton/backends/python/  -> its Python backend, with the stub for this Python
 # Usage: scripts/setup-env.sh [--gpu]    (idempotent: does nothing when already up to date)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,7 +44,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-deploy_stamp=".venv-deploy/.focus-export-$(cat "$req/deploy.txt" "$req/old-onnxruntime.txt" | sha256sum | cut -c1-16)"
+deploy_stamp=".venv-deploy/.focus-export-$(cat "$req/deploy.txt" "$req/old-onnxruntime.txt" "$req/triton.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$deploy_stamp" ]; then
   [ -x .venv-deploy/bin/python ] || "$python" -m venv .venv-deploy
   pipd=(.venv-deploy/bin/python -m pip install --disable-pip-version-check --no-input --progress-bar off)
@@ -49,6 +52,19 @@ if [ ! -f "$deploy_stamp" ]; then
   grep -E '^onnxruntime==' "$req/old-onnxruntime.txt" | while read -r spec; do
     "${pipd[@]}" --no-deps --upgrade --target ".venv-deploy/onnxruntime-${spec#onnxruntime==}" "$spec"
   done
+  "${pipd[@]}" --no-deps -r "$req/triton.txt"
+  # The server's Python backend runs model.py in a stub built per Python version: the backend
+  # folder Triton is pointed at holds the backend library and the stub of the Python we run.
+  dsite="$(.venv-deploy/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  pyver="$(.venv-deploy/bin/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  ts="$dsite/pytriton/tritonserver"
+  rm -rf .venv-deploy/triton
+  mkdir -p .venv-deploy/triton/backends/python
+  ln -sfn "$ts/bin/tritonserver" .venv-deploy/triton/tritonserver
+  for f in libtriton_python.so triton_python_backend_utils.py; do
+    ln -sfn "$ts/backends/python/$f" ".venv-deploy/triton/backends/python/$f"
+  done
+  ln -sfn "$ts/python_backend_stubs/$pyver/triton_python_backend_stub" .venv-deploy/triton/backends/python/triton_python_backend_stub
   rm -f .venv-deploy/.focus-export-*
   touch "$deploy_stamp"
 fi

@@ -68,6 +68,7 @@ pub fn diagnose(gpu: bool) -> Report {
     findings.extend(onnxruntime(gpu));
     findings.push(tract());
     findings.push(ops_library());
+    findings.push(triton_server());
     let driver = runtime_env::nvidia_driver();
     findings.push(Finding {
         item: "CUDA driver",
@@ -100,6 +101,34 @@ fn ops_library() -> Finding {
             fix: Some(crate::ops_library::build_command()),
             required: false,
         },
+    }
+}
+
+/// Triton's server from the nvidia-pytriton wheel (setup-env.sh links it into
+/// `.venv-deploy/triton/`), for serving `focus-export triton --backend python` repositories and
+/// the Triton tests (optional).
+fn triton_server() -> Finding {
+    let dir = runtime_env::source_root()
+        .join(".venv-deploy")
+        .join("triton");
+    let server = dir.join("tritonserver");
+    let stub = dir.join("backends/python/triton_python_backend_stub");
+    let found = server.is_file() && stub.is_file();
+    Finding {
+        item: "Triton server",
+        detail: if found {
+            format!(
+                "{} (Python backend; `scripts/triton/client.py --serve REPO` starts it)",
+                server.display()
+            )
+        } else {
+            format!(
+                "{} not found (or its Python backend stub)",
+                server.display()
+            )
+        },
+        fix: (!found).then(|| "bash scripts/setup-env.sh".to_string()),
+        required: false,
     }
 }
 

@@ -17,5 +17,6 @@ pub mod profile;
 pub mod runtime_env;
 pub mod runtimes;
 pub mod tensors;
+pub mod triton;
 
 pub use focus_models as models;

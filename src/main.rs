@@ -58,6 +58,10 @@ enum Command {
     /// Print the path of libfocus_ops.so, the custom-op library any ONNX Runtime (Python, C++,
     /// Triton) loads to run exports with our ops (`--target ort-cpu`).
     OpsLibrary(commands::ops_library::OpsLibraryArgs),
+    /// Write a Triton Inference Server model repository: the detector (ONNX Runtime backend,
+    /// or Python backend), preprocessing, postprocessing and the ensemble `focus_detr_image`
+    /// that takes encoded image bytes and returns COCO-labelled boxes.
+    Triton(commands::triton::TritonArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,5 +110,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Lint(args)) => lint::run(&args),
         Some(Command::Doctor(args)) => doctor::run(&args),
         Some(Command::OpsLibrary(args)) => ops_library::run(&args),
+        Some(Command::Triton(args)) => triton::run(&args),
     }
 }

@@ -107,6 +107,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// The name `--target` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::OrtCpu => "ort-cpu",
+            Target::OrtCuda => "ort-cuda",
+            Target::TensorRt => "tensorrt",
+            Target::Tract => "tract",
+        }
+    }
+
     /// The op forms for this target.
     pub fn forms(self) -> OpForms {
         match self {

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod fp16;
 pub mod graph;
+pub mod io;
 pub mod lint;
 pub mod opgraph;
 pub mod tracer;

@@ -17,3 +17,4 @@ pub mod names;
 pub mod ops_library;
 pub mod predict;
 pub mod run;
+pub mod triton;

@@ -5,53 +5,16 @@ usage: run_ort.py LIBRARY MODEL INPUTS.safetensors OUTPUTS.safetensors [THREADS]
 
 Feeds every model input from INPUTS (by name) and writes every output to OUTPUTS. Exits 3, with
 the runtime's message on stderr, when the library is refused at registration.
-Safetensors are read and written with numpy alone (the format: u64 header length, a JSON header,
-the raw little-endian data), so this runs in any environment that has onnxruntime.
+Safetensors are read and written with numpy alone (scripts/python/safetensors_np.py), so this
+runs in any environment that has onnxruntime.
 """
-import json
-import struct
+import os
 import sys
 
-import numpy as np
 import onnxruntime as ort
 
-DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
-          "I32": np.int32, "U8": np.uint8, "I8": np.int8, "BOOL": np.bool_}
-
-
-def read(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        dt = np.dtype(DTYPES[t["dtype"]]).newbyteorder("<")
-        out[name] = np.frombuffer(raw[base + a:base + b], dtype=dt).reshape(t["shape"])
-    return out
-
-
-def write(path, tensors):
-    names = {np.dtype(v).name: k for k, v in DTYPES.items()}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        if a.dtype == np.bool_:
-            a = a.astype(np.uint8)
-        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": names[a.dtype.name], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "python"))
+from safetensors_np import read, write  # noqa: E402
 
 def main():
     lib, model, inputs, outputs = sys.argv[1:5]
