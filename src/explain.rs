@@ -10,7 +10,7 @@ use crate::pictures::tokens::{level_colour, TokenGrid};
 use crate::pictures::{self, draw_detections, title, Labelled, Panel, PictureError};
 use crate::tensors::{HostTensor, TensorMap};
 use focus_models::model::selections;
-use focus_models::postprocess::{clip_and_drop, Detections, COCO_NAMES};
+use focus_models::postprocess::{clip_and_drop, Detections, COCO_IDS, COCO_NAMES};
 use focus_models::FocusDetrConfig;
 
 /// One picture: its file stem, title and pixels.
@@ -68,6 +68,15 @@ pub fn class_name(label: i64) -> &'static str {
         .and_then(|l| COCO_NAMES.get(l))
         .copied()
         .unwrap_or("?")
+}
+
+/// The COCO category id of a contiguous label (0 outside COCO's 80).
+pub fn category_id(label: i64) -> u32 {
+    usize::try_from(label)
+        .ok()
+        .and_then(|l| COCO_IDS.get(l))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// The detections of a run's first image as the photo shows them: the post-processed `scores`,

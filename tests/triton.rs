@@ -502,45 +502,30 @@ fn triton_serves_the_ensemble_two_photos_and_a_batch_of_four_as_focus_export_run
     let f = fixture();
     let repo = &f.repos["python"];
     let log = f.dir.join("server.log");
-    let paths = |names: &[&str]| -> Vec<String> {
-        names
-            .iter()
-            .map(|n| photos().join(n).to_str().unwrap().to_string())
-            .collect()
-    };
     for n in SINGLES.iter().chain(&BATCH) {
         assert!(
             photos().join(n).exists(),
             "{n} missing: run scripts/setup-env.sh"
         );
     }
+    // `client.py infer` with a server of its own on the repository, `extra` flags, the photos.
+    let infer = |extra: &[&str], names: &[&str]| -> Vec<Vec<Det>> {
+        let mut args: Vec<String> = ["infer", "--serve", repo.to_str().unwrap()]
+            .iter()
+            .chain(&["--server-log", log.to_str().unwrap()])
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(names.iter().map(|n| photos().join(n).display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        served(&serde_json::from_str(&client(&args)).unwrap())
+    };
     // Two photos, one request each, over HTTP; then the four in one request, over gRPC.
-    let mut args = vec![
-        "infer",
-        "--serve",
-        repo.to_str().unwrap(),
-        "--server-log",
-        log.to_str().unwrap(),
-    ];
-    let singles = paths(&SINGLES);
-    args.extend(singles.iter().map(String::as_str));
-    let got = served(&serde_json::from_str(&client(&args)).unwrap());
+    let got = infer(&[], &SINGLES);
     for (photo, dets) in SINGLES.iter().zip(&got) {
         assert_same(photo, dets, &reference(f, repo, &[photo])[0]);
     }
-    let mut args = vec![
-        "infer",
-        "--serve",
-        repo.to_str().unwrap(),
-        "--server-log",
-        log.to_str().unwrap(),
-        "--protocol",
-        "grpc",
-        "--batch",
-    ];
-    let batch = paths(&BATCH);
-    args.extend(batch.iter().map(String::as_str));
-    let got = served(&serde_json::from_str(&client(&args)).unwrap());
+    let got = infer(&["--protocol", "grpc", "--batch"], &BATCH);
     assert_eq!(got.len(), 4);
     // The same batch through `focus-export run`: a batch's rows may differ from each image run
     // alone where a near-tie selection flips (synthetic weights are flat: see

@@ -13,7 +13,6 @@ use focus_export::explain::{self, class_name};
 use focus_export::images;
 use focus_export::pictures;
 use focus_export::tensors::TensorMap;
-use focus_models::postprocess::COCO_IDS;
 
 use focus_export::runtimes::{RuntimeKind, TorchOptions};
 
@@ -153,13 +152,7 @@ pub fn run(args: &PredictArgs) -> Result<ExitCode> {
         args.top,
     )
     .with_context(|| format!("{runtime} on {}", args.image.display()))?;
-    let id = |l: i64| {
-        usize::try_from(l)
-            .ok()
-            .and_then(|l| COCO_IDS.get(l))
-            .copied()
-            .unwrap_or(0)
-    };
+    let id = explain::category_id;
     let (orig_h, orig_w) = photo_hw;
     let (in_h, in_w) = image.input_hw;
     if args.json {

@@ -96,12 +96,7 @@ pub fn run(args: &TritonArgs) -> Result<ExitCode> {
     };
     // Before the slow export: bad options are told at once.
     opts.validate()?;
-    if args.output.exists() && !args.force {
-        anyhow::bail!(
-            "{}: already exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
+    triton::check_destination(&args.output, args.force)?;
     // The forms with our custom ops need the library in the repository: found before the export.
     let forms = args.target.forms();
     let custom = args.target != Target::TensorRt

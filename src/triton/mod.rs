@@ -34,13 +34,24 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TritonError + '_ {
 pub fn categories(num_classes: usize) -> Vec<(u32, &'static str)> {
     (0..num_classes)
         .map(|l| {
-            let id = focus_models::postprocess::COCO_IDS
-                .get(l)
-                .copied()
-                .unwrap_or(0);
-            (id, crate::explain::class_name(l as i64))
+            let l = l as i64;
+            (
+                crate::explain::category_id(l),
+                crate::explain::class_name(l),
+            )
         })
         .collect()
+}
+
+/// Refuses to write over an existing repository unless told to `replace` it.
+pub fn check_destination(dir: &Path, replace: bool) -> Result<(), TritonError> {
+    if dir.exists() && !replace {
+        return Err(TritonError::Options(format!(
+            "{}: already exists; pass --force to replace it",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The repository's `README.md`.
@@ -134,12 +145,7 @@ pub fn write_repository(
     write_model: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<u64>,
 ) -> Result<RepositoryReport, TritonError> {
     opts.validate()?;
-    if dir.exists() && !replace {
-        return Err(TritonError::Options(format!(
-            "{}: already exists; pass --force to replace it",
-            dir.display()
-        )));
-    }
+    check_destination(dir, replace)?;
     let io = config::DetectorIo::new(graph_io.0, graph_io.1)?;
     let library = if custom_ops {
         let Some(src) = ops_library else {
