@@ -5,6 +5,8 @@
 
 pub mod accuracy;
 pub mod bench;
+#[cfg(feature = "ort")]
+pub mod calibrate;
 pub mod check;
 pub mod doctor;
 pub mod explain;

@@ -70,7 +70,7 @@ fn the_fp16_export_is_valid_deterministic_and_about_half_the_size() {
         profile: false,
     };
     let rt = OrtRuntime::new(fp16, &opts).unwrap();
-    assert_eq!(rt.precision(), focus_exporters::fp16::Precision::Fp16);
+    assert_eq!(rt.precision(), focus_exporters::precision::Precision::Fp16);
     let script = r#"
 import onnx, sys
 m = onnx.load(sys.argv[1])

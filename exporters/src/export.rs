@@ -56,12 +56,18 @@ pub enum ExportError {
     /// The float16 conversion failed.
     #[error(transparent)]
     Fp16(#[from] crate::fp16::Fp16Error),
+    /// The int8 rewrite failed.
+    #[error(transparent)]
+    Int8(#[from] crate::int8::Int8Error),
+    /// An int8 export was written before its calibration.
+    #[error("an int8 export needs its calibration (ExportSummary::int8_plan, then finish_int8) before it is written")]
+    NotCalibrated,
 }
 
 /// Metadata key of the exported model's configuration (JSON), which runtimes read back.
 pub const CONFIG_METADATA_KEY: &str = "focus_export.config";
 
-/// Metadata key of the computation precision (`fp32` or `fp16`).
+/// Metadata key of the computation precision (`fp32`, `fp16` or `int8`).
 pub const PRECISION_METADATA_KEY: &str = "focus_export.precision";
 
 /// Export options.
@@ -86,7 +92,7 @@ pub struct ExportOptions {
     /// Forms of deformable attention and top-k.
     pub forms: OpForms,
     /// Computation precision (`fp16`: float16 with float32 islands, see [`crate::fp16`]).
-    pub precision: crate::fp16::Precision,
+    pub precision: crate::precision::Precision,
 }
 
 /// Where the exported model will run: sensible op forms for it.
@@ -213,6 +219,10 @@ pub struct ExportSummary {
     pub custom_ops: Vec<(String, usize)>,
     /// What the float16 conversion did (`--precision fp16` only).
     pub fp16: Option<crate::fp16::Fp16Summary>,
+    /// The precision asked for.
+    pub precision: crate::precision::Precision,
+    /// What the int8 rewrite did (`--precision int8`, once [`ExportSummary::finish_int8`] ran).
+    pub int8: Option<crate::int8::Int8Summary>,
 }
 
 impl ExportSummary {
@@ -224,6 +234,9 @@ impl ExportSummary {
         weights: &Weights,
         out: &mut dyn std::io::Write,
     ) -> Result<u64, ExportError> {
+        if self.precision == crate::precision::Precision::Int8 && self.int8.is_none() {
+            return Err(ExportError::NotCalibrated);
+        }
         let io = |e: std::io::Error| ExportError::Serialize(e.to_string());
         let fetch = |name: &str| -> std::io::Result<Cow<'_, [u8]>> {
             let p = self
@@ -242,6 +255,42 @@ impl ExportSummary {
             out,
         )
         .map_err(io)
+    }
+}
+
+impl ExportSummary {
+    /// `--precision int8`, step 1: the batch norms folded and the layers and tensors to
+    /// quantise planned; calibrate [`crate::int8::Int8Plan::calibration_model`] on images.
+    pub fn int8_plan(
+        &self,
+        opts: &crate::int8::Int8Options,
+    ) -> Result<crate::int8::Int8Plan, ExportError> {
+        if self.precision != crate::precision::Precision::Int8 {
+            return Err(ExportError::Serialize(
+                "int8_plan: the model was not exported with --precision int8".into(),
+            ));
+        }
+        Ok(crate::int8::prepare(self.model.clone(), opts)?)
+    }
+
+    /// `--precision int8`, step 2: the QDQ model written from the calibrated ranges.
+    pub fn finish_int8(
+        &mut self,
+        plan: crate::int8::Int8Plan,
+        ranges: &crate::int8::Ranges,
+        method: crate::int8::CalibrationMethod,
+        images: usize,
+    ) -> Result<&crate::int8::Int8Summary, ExportError> {
+        let (mut m, s) = crate::int8::quantize(plan, ranges, method, images)?;
+        for e in m.metadata_props.iter_mut() {
+            if e.key == PRECISION_METADATA_KEY {
+                e.value = crate::precision::Precision::Int8.as_str().into();
+            }
+        }
+        self.model = m;
+        let (nodes, op_histogram, custom_ops) = crate::graph::op_counts(&self.model);
+        (self.nodes, self.op_histogram, self.custom_ops) = (nodes, op_histogram, custom_ops);
+        Ok(self.int8.insert(s))
     }
 }
 
@@ -424,22 +473,23 @@ pub fn export(
         ),
     ];
     let mut m = g.finish("focus_detr", opts.opset, &metadata);
-    let fp16 = match opts.precision {
-        crate::fp16::Precision::Fp16 => {
-            // The conversion rewrites the weights as float16: it needs their data in the model.
-            if let Some(g) = m.graph.as_mut() {
-                for init in g.initializer.iter_mut() {
-                    if let Some(p) = deferred.remove(&init.name) {
-                        let data = weights
-                            .get(&p)
-                            .map_err(focus_models::backend::ModelError::from)?;
-                        init.raw_data = f32_le_bytes(data).into_owned();
-                    }
+    let precision = opts.precision;
+    if precision != crate::precision::Precision::Fp32 {
+        // Both rewrites change the weights (float16, int8): they need their data in the model.
+        if let Some(g) = m.graph.as_mut() {
+            for init in g.initializer.iter_mut() {
+                if let Some(p) = deferred.remove(&init.name) {
+                    let data = weights
+                        .get(&p)
+                        .map_err(focus_models::backend::ModelError::from)?;
+                    init.raw_data = f32_le_bytes(data).into_owned();
                 }
             }
-            Some(crate::fp16::convert(&mut m)?)
         }
-        crate::fp16::Precision::Fp32 => None,
+    }
+    let fp16 = match precision {
+        crate::precision::Precision::Fp16 => Some(crate::fp16::convert(&mut m)?),
+        _ => None,
     };
     let (nodes, op_histogram, custom_ops) = crate::graph::op_counts(&m);
     let mut inputs = vec![("images".into(), shape_text(&image_decl))];
@@ -463,5 +513,7 @@ pub fn export(
         forms: opts.forms,
         custom_ops,
         fp16,
+        precision,
+        int8: None,
     })
 }

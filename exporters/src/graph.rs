@@ -286,6 +286,21 @@ pub fn op_counts(m: &ModelProto) -> (usize, BTreeMap<String, usize>, Vec<(String
     (nodes.len(), ops, custom.into_iter().collect())
 }
 
+/// The float32 values of `t` (raw little-endian data or `float_data`; None for other types).
+pub fn f32_values(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != DataType::FLOAT as i32 {
+        return None;
+    }
+    Some(if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
 /// Serialises a model to bytes.
 pub fn to_bytes(m: &ModelProto) -> Result<Vec<u8>, protobuf::Error> {
     m.write_to_bytes()

@@ -5,9 +5,11 @@
 pub mod export;
 pub mod fp16;
 pub mod graph;
+pub mod int8;
 pub mod io;
 pub mod lint;
 pub mod opgraph;
+pub mod precision;
 pub mod tracer;
 
 pub use export::{export, ExportError, ExportOptions, ExportSummary, Target};

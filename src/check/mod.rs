@@ -25,8 +25,8 @@ mod tensors;
 mod tests;
 
 pub use budgets::{
-    budgets_for, tolerances_json, Budgets, FP16, FP32, MIN_IOU, MIN_MATCHED, MIN_MATCHED_FORCED,
-    NEAR_TIE, TOL_BOXES, TOL_FEATURES, TOL_PIXELS, TOP_DETECTIONS,
+    budgets_for, tolerances_json, Budgets, FP16, FP32, INT8, MIN_IOU, MIN_MATCHED,
+    MIN_MATCHED_FORCED, NEAR_TIE, TOL_BOXES, TOL_FEATURES, TOL_PIXELS, TOP_DETECTIONS,
 };
 pub use detections::{iou, matched_detections};
 pub use passes::{check_input, compare, forcible_selections, CheckedInput, ForcedRun};

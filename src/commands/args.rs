@@ -161,3 +161,126 @@ impl RuntimeArgs {
         bail!("this binary was built without the `torch` feature; rebuild with `cargo build --release --features torch` (after scripts/setup-env.sh)")
     }
 }
+
+/// `--precision int8`: its calibration and what stays float32 (shared by the export and
+/// `triton`).
+#[derive(Args, Clone, Default)]
+pub struct Int8Args {
+    /// int8: a folder of photos to calibrate the activation ranges on (a COCO images folder
+    /// works); taken in name order, at most --calibrate-limit of them.
+    #[arg(long, value_name = "DIR")]
+    pub calibrate: Option<PathBuf>,
+    /// int8: how many calibration photos to use.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub calibrate_limit: usize,
+    /// int8: how a range is chosen from the values seen: minmax, percentile (99.99 at each
+    /// end; percentile:P for another) or entropy (KL divergence, TensorRT's method).
+    #[arg(
+        long,
+        default_value = "percentile",
+        value_name = "minmax|percentile[:P]|entropy"
+    )]
+    pub calibration: focus_exporters::int8::CalibrationMethod,
+    /// int8: also keep these layers in float32, by module path (repeatable; a run of path
+    /// components such as backbone.res2 or ffns).
+    #[arg(long, value_name = "MODULE")]
+    pub int8_keep: Vec<String>,
+    /// int8: intra-op threads of the calibration runs (default: ONNX Runtime's choice).
+    #[arg(long, value_name = "N")]
+    pub calibrate_threads: Option<usize>,
+}
+
+impl Int8Args {
+    /// Refuses int8 options without `--precision int8`, and int8 without what it needs.
+    pub fn check(
+        &self,
+        precision: focus_exporters::precision::Precision,
+        target: Option<focus_exporters::Target>,
+    ) -> Result<()> {
+        use focus_exporters::precision::Precision;
+        if precision != Precision::Int8 {
+            if self.calibrate.is_some() || !self.int8_keep.is_empty() {
+                bail!("--calibrate and --int8-keep apply to --precision int8 only");
+            }
+            return Ok(());
+        }
+        if matches!(
+            target,
+            Some(focus_exporters::Target::TensorRt | focus_exporters::Target::OrtCuda)
+        ) {
+            bail!(
+                "--precision int8 is for the CPU targets (none, ort-cpu, tract): TensorRT takes \
+                 symmetric int8 activations only and the GPU forms are not calibrated here yet; \
+                 use --precision fp16 for a GPU"
+            );
+        }
+        let Some(dir) = &self.calibrate else {
+            bail!("--precision int8 needs --calibrate DIR: a folder of photos like the ones the model will see (16 are used by default)");
+        };
+        if !dir.is_dir() {
+            bail!("--calibrate {}: not a folder of photos", dir.display());
+        }
+        if self.calibrate_limit == 0 {
+            bail!("--calibrate-limit must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// `--precision int8`: plans the rewrite, calibrates on the photos and writes the QDQ
+    /// model into `summary` (nothing for other precisions).
+    #[cfg(feature = "ort")]
+    pub fn finish(
+        &self,
+        summary: &mut focus_exporters::ExportSummary,
+        cfg: &FocusDetrConfig,
+        step: &dyn Fn(&str),
+    ) -> Result<()> {
+        if summary.precision != focus_exporters::precision::Precision::Int8 {
+            return Ok(());
+        }
+        let dir = self
+            .calibrate
+            .as_ref()
+            .context("--precision int8 needs --calibrate DIR")?;
+        let opts = focus_exporters::int8::Int8Options {
+            keep: self.int8_keep.clone(),
+        };
+        step("int8: folding batch norms and planning the quantised layers");
+        let plan = summary.int8_plan(&opts)?;
+        let items =
+            focus_export::inputs::from_image_dir(dir, Some(self.calibrate_limit), &cfg.preprocess)
+                .with_context(|| format!("--calibrate {}", dir.display()))?;
+        let n = items.len();
+        let cal = focus_export::calibrate::calibrate(
+            &plan,
+            &items,
+            self.calibration,
+            self.calibrate_threads,
+            |k| {
+                step(&format!(
+                    "int8: calibrating on ONNX Runtime, image {k} of {n}"
+                ))
+            },
+        )?;
+        for (t, count) in &cal.non_finite {
+            eprintln!("warning: int8 calibration: {count} non-finite values of `{t}` were left out of its range");
+        }
+        step("int8: writing the quantised model");
+        summary.finish_int8(plan, &cal.ranges, self.calibration, cal.images)?;
+        Ok(())
+    }
+
+    /// Without ONNX Runtime there is nothing to calibrate on.
+    #[cfg(not(feature = "ort"))]
+    pub fn finish(
+        &self,
+        summary: &mut focus_exporters::ExportSummary,
+        _cfg: &FocusDetrConfig,
+        _step: &dyn Fn(&str),
+    ) -> Result<()> {
+        if summary.precision == focus_exporters::precision::Precision::Int8 {
+            bail!("--precision int8 calibrates on ONNX Runtime: build focus-export with the `ort` feature");
+        }
+        Ok(())
+    }
+}

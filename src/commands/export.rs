@@ -65,10 +65,14 @@ pub struct ExportArgs {
     /// focus-export's ORT and tract runtimes), or TensorRT's plugin.
     #[arg(long, value_name = "decomposed|custom|trt-plugin")]
     pub msda: Option<focus_exporters::MsdaForm>,
-    /// Computation precision: fp32, or fp16 (float16 weights and computation with float32
-    /// islands where float16 breaks the model; float32 inputs and outputs).
-    #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
-    pub precision: focus_exporters::fp16::Precision,
+    /// Computation precision: fp32; fp16 (float16 weights and computation with float32
+    /// islands where float16 breaks the model; float32 inputs and outputs); int8 (int8
+    /// convolutions and matrix products as QuantizeLinear/DequantizeLinear, calibrated on the
+    /// photos of --calibrate, with float32 where int8 breaks the model; CPU targets).
+    #[arg(long, default_value = "fp32", value_name = "fp32|fp16|int8")]
+    pub precision: focus_exporters::precision::Precision,
+    #[command(flatten)]
+    pub int8: super::args::Int8Args,
     /// Top-k as ONNX TopK, our DynamicTopK op, or (encoder selections) an exact TopK-free
     /// threshold selection for TensorRT.
     #[arg(long, value_name = "onnx|custom|threshold")]
@@ -114,8 +118,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         },
         precision: args.precision,
     };
+    args.int8.check(args.precision, args.target)?;
     step("tracing the model into ONNX");
-    let summary = focus_exporters::export(&cfg, &w, &opts)?;
+    let mut summary = focus_exporters::export(&cfg, &w, &opts)?;
+    args.int8.finish(&mut summary, &cfg, &step)?;
     step("writing the file");
     let written = weights::write_atomically_with(&args.output, |out| {
         summary.write_to(&w, out).map_err(std::io::Error::other)
@@ -163,6 +169,24 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         println!(
             "  precision fp16: {} nodes in float16, {} in float32 islands (exporters/src/fp16.rs), {} casts, {} weights stored as float16; float32 inputs and outputs",
             f.fp16_nodes, f.fp32_nodes, f.casts, f.fp16_weights
+        );
+    }
+    if let Some(q) = &summary.int8 {
+        println!(
+            "  precision int8: {} convolutions and {} matrix products in int8 ({} tensors quantised, {} batch norms folded), calibrated on {} images ({}); float32 inputs and outputs",
+            q.conv, q.matmul, q.sites, q.folded_norms, q.images, q.method
+        );
+        let mut kept: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, why) in &q.kept {
+            *kept
+                .entry(why.split(':').next().unwrap_or(why))
+                .or_default() += 1;
+        }
+        let kept: Vec<String> = kept.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!(
+            "  float32  {} layers kept (exporters/src/int8/plan.rs KEEP_FP32, --int8-keep): {}",
+            q.kept.len(),
+            kept.join(", ")
         );
     }
     println!(

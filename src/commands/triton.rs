@@ -43,7 +43,7 @@ pub struct TritonArgs {
     pub target: Target,
     /// fp32, or fp16 (the float16 export with float32 islands; TensorRT builds in FP16).
     #[arg(long, default_value = "fp32", value_name = "fp32|fp16")]
-    pub precision: focus_exporters::fp16::Precision,
+    pub precision: focus_exporters::precision::Precision,
     /// The detector's backend: Triton's ONNX Runtime backend, or the Python backend running
     /// the same model.onnx on Python onnxruntime (what the nvidia-pytriton server serves).
     #[arg(long, value_enum, default_value = "onnxruntime")]
@@ -78,6 +78,13 @@ pub struct TritonArgs {
 /// Writes the repository.
 pub fn run(args: &TritonArgs) -> Result<ExitCode> {
     let start = Instant::now();
+    if args.precision == focus_exporters::precision::Precision::Int8 {
+        anyhow::bail!(
+            "--precision int8 is not offered for Triton repositories yet: export the int8 model \
+             with `focus-export --precision int8 --calibrate DIR` (fp32 and fp16 repositories \
+             are written here)"
+        );
+    }
     let serve_path = match &args.serve_path {
         Some(p) => p.clone(),
         None => std::path::absolute(&args.output)
@@ -86,7 +93,7 @@ pub fn run(args: &TritonArgs) -> Result<ExitCode> {
     let opts = RepositoryOptions {
         backend: args.backend,
         target: args.target,
-        fp16: args.precision == focus_exporters::fp16::Precision::Fp16,
+        fp16: args.precision == focus_exporters::precision::Precision::Fp16,
         max_batch: args.max_batch,
         instances: args.instances,
         queue_delay_us: (!args.no_dynamic_batching).then_some(args.queue_delay_us),

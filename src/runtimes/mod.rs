@@ -104,8 +104,8 @@ pub trait Runtime {
         vec!["images".into()]
     }
     /// The precision the model computes in (exported models say so in their metadata).
-    fn precision(&self) -> focus_exporters::fp16::Precision {
-        focus_exporters::fp16::Precision::Fp32
+    fn precision(&self) -> focus_exporters::precision::Precision {
+        focus_exporters::precision::Precision::Fp32
     }
     /// The model's configuration, when known (an exported model records it in its metadata).
     fn config(&self) -> Option<&focus_models::FocusDetrConfig> {
@@ -122,7 +122,7 @@ pub trait Runtime {
 
 /// The precision recorded in an exported model's metadata (absent: float32, as every export
 /// before `--precision` existed).
-pub fn precision_from_metadata(value: Option<&str>) -> focus_exporters::fp16::Precision {
+pub fn precision_from_metadata(value: Option<&str>) -> focus_exporters::precision::Precision {
     value.and_then(|v| v.parse().ok()).unwrap_or_default()
 }
 

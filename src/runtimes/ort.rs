@@ -146,7 +146,7 @@ pub struct OrtRuntime {
     session: Session,
     name: String,
     cfg: Option<focus_models::FocusDetrConfig>,
-    precision: focus_exporters::fp16::Precision,
+    precision: focus_exporters::precision::Precision,
     /// Profiling is on and not yet ended.
     profiling: bool,
 }
@@ -304,7 +304,7 @@ impl Runtime for OrtRuntime {
         self.name.clone()
     }
 
-    fn precision(&self) -> focus_exporters::fp16::Precision {
+    fn precision(&self) -> focus_exporters::precision::Precision {
         self.precision
     }
 

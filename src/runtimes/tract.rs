@@ -37,7 +37,7 @@ pub struct TractRuntime {
     model: InferenceModel,
     inputs: Vec<String>,
     cfg: Option<focus_models::FocusDetrConfig>,
-    precision: focus_exporters::fp16::Precision,
+    precision: focus_exporters::precision::Precision,
     plans: HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>,
     /// One pool for tract's kernels and ours (a single thread runs inline).
     executor: Executor,
@@ -275,7 +275,7 @@ impl Runtime for TractRuntime {
         "tract".into()
     }
 
-    fn precision(&self) -> focus_exporters::fp16::Precision {
+    fn precision(&self) -> focus_exporters::precision::Precision {
         self.precision
     }
 
