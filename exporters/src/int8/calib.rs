@@ -71,7 +71,6 @@ pub struct Observer {
     /// Half-width R of the histogram's range [−R, R]; doubles when a value falls outside.
     half_range: f32,
     hist: Vec<u64>,
-    count: u64,
     non_finite: u64,
 }
 
@@ -82,7 +81,6 @@ impl Default for Observer {
             max: f32::NEG_INFINITY,
             half_range: 0.0,
             hist: vec![0; BINS],
-            count: 0,
             non_finite: 0,
         }
     }
@@ -127,7 +125,6 @@ impl Observer {
             let b = ((v + r) * per) as usize;
             self.hist[b.min(BINS - 1)] += 1;
         }
-        self.count += values.len() as u64;
     }
 
     /// Doubles the histogram's range: the old bins become the middle half, merged in pairs.
@@ -138,11 +135,6 @@ impl Observer {
         }
         self.hist = h;
         self.half_range *= 2.0;
-    }
-
-    /// Values seen (finite ones).
-    pub fn count(&self) -> u64 {
-        self.count - self.non_finite
     }
 
     /// Non-finite values seen (they are left out of the statistics).

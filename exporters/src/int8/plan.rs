@@ -121,11 +121,6 @@ impl Int8Plan {
     pub fn calibration_model(&self) -> onnx_protobuf::ModelProto {
         super::consts::with_outputs(&self.model, &self.observed())
     }
-
-    /// Layers kept in float32, with the reason.
-    pub fn kept(&self) -> impl Iterator<Item = &Layer> {
-        self.layers.iter().filter(|l| l.kept.is_some())
-    }
 }
 
 /// What the int8 rewrite did.
