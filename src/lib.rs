@@ -13,6 +13,7 @@ pub mod explain;
 pub mod heap;
 pub mod images;
 pub mod inputs;
+pub mod matrix;
 pub mod ops_library;
 pub mod pictures;
 pub mod profile;

@@ -50,6 +50,10 @@ enum Command {
     /// tokens each encoder layer keeps, the object tokens, the proposals and the detections,
     /// and a sheet of them all side by side.
     Explain(commands::explain::ExplainArgs),
+    /// Measure every runtime × precision × export target of the weights side by side: COCO AP
+    /// and ΔAP against the torch reference, agreement AP, the forced pass's worst tensor,
+    /// p50/p90 latency, peak memory and file size; a table, JSON, Markdown and an HTML page.
+    Matrix(commands::matrix::MatrixArgs),
     /// Check an ONNX model against TensorRT 10's ONNX parser restrictions (onnx-tensorrt's
     /// documented rules for the ops focus-export emits); exits 1 on a violation.
     Lint(commands::lint::LintArgs),
@@ -107,6 +111,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Convert(args)) => convert::run(&args),
         Some(Command::Predict(args)) => predict::run(&args),
         Some(Command::Explain(args)) => explain::run(&args),
+        Some(Command::Matrix(args)) => matrix::run(&args),
         Some(Command::Lint(args)) => lint::run(&args),
         Some(Command::Doctor(args)) => doctor::run(&args),
         Some(Command::OpsLibrary(args)) => ops_library::run(&args),

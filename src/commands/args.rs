@@ -15,6 +15,14 @@ use anyhow::Context;
 use focus_export::runtimes::{ProviderKind, Runtime, RuntimeKind, TorchOptions};
 use focus_models::FocusDetrConfig;
 
+/// A runtime's name as the command line spells it (`torch`, `ort`, `tract`).
+pub fn runtime_word(kind: RuntimeKind) -> String {
+    clap::ValueEnum::to_possible_value(&kind).map_or_else(
+        || format!("{kind:?}").to_lowercase(),
+        |v| v.get_name().to_string(),
+    )
+}
+
 /// Model configuration: a preset name or a JSON file.
 #[derive(Args, Clone)]
 pub struct ConfigArg {

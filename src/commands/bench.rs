@@ -210,9 +210,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
 /// A timed form's name, as `--child` takes it and progress lines print it: `ort`, `ort:dense`.
 fn bench_form_name(kind: RuntimeKind, dense: bool) -> String {
-    let name = clap::ValueEnum::to_possible_value(&kind)
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_else(|| format!("{kind:?}"));
+    let name = super::args::runtime_word(kind);
     if dense {
         format!("{name}:dense")
     } else {

@@ -16,7 +16,7 @@ use focus_models::weights::write_atomically;
 
 use focus_export::runtimes::{RuntimeKind, TorchOptions};
 
-use super::args::RuntimeArgs;
+use super::args::{runtime_word, RuntimeArgs};
 
 /// Arguments of `check`.
 #[derive(Args)]
@@ -85,14 +85,6 @@ enum AccuracyPass {
 fn write_results(path: &Path, detections: &[Detection]) -> Result<()> {
     write_atomically(path, focus_cocoeval::results_json(detections).as_bytes())
         .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The runtime's name as the command line spells it (`ort`, `tract`).
-fn runtime_word(kind: RuntimeKind) -> String {
-    clap::ValueEnum::to_possible_value(&kind).map_or_else(
-        || format!("{kind:?}").to_lowercase(),
-        |v| v.get_name().to_string(),
-    )
 }
 
 /// Runs `check`.

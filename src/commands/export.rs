@@ -77,6 +77,10 @@ pub struct ExportArgs {
     /// threshold selection for TensorRT.
     #[arg(long, value_name = "onnx|custom|threshold")]
     pub topk: Option<focus_exporters::TopkForm>,
+    /// Write the file without the progress spinner or the summary (`matrix` exports its cells
+    /// this way and reports on them itself).
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 /// Exports the weights as ONNX (the default action).
@@ -86,7 +90,11 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     };
     let start = Instant::now();
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    if args.quiet {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     let step = |msg: &str| spinner.set_message(msg.to_string());
     step("reading the configuration");
     let cfg = args.config.load()?;
@@ -128,6 +136,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     })
     .with_context(|| format!("writing {}", args.output.display()))?;
     spinner.finish_and_clear();
+    if args.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "wrote {} ({:.1} MB), opset {}, {} nodes, in {:.1} s",
         args.output.display(),

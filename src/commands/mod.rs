@@ -13,6 +13,7 @@ pub mod explain;
 pub mod export;
 pub mod init_weights;
 pub mod lint;
+pub mod matrix;
 pub mod names;
 pub mod ops_library;
 pub mod predict;
