@@ -223,6 +223,76 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
     );
 }
 
+/// `--tract-model`: tract times its own export (our custom ops) beside ORT on --model (the
+/// standard ops), in one run; the profiles show which file each ran.
+#[test]
+fn tract_times_its_own_export_beside_ort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, weights, sparse, _, input) = setup(dir.path());
+    let tract_model = dir.path().join("tract.onnx");
+    let mut cmd = common::cli();
+    cmd.arg("--weights")
+        .arg(&weights)
+        .arg("--config")
+        .arg(&config)
+        .args(["--target", "tract", "-o"])
+        .arg(&tract_model);
+    let (ok, _, e) = common::output(cmd);
+    assert!(ok, "{e}");
+    let mut cmd = common::cli();
+    cmd.arg("bench")
+        .arg("--model")
+        .arg(&sparse)
+        .arg("--tract-model")
+        .arg(&tract_model)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--threads",
+            "1",
+            "--profile",
+            "--json",
+        ])
+        .arg("--input")
+        .arg(&input);
+    let (ok, stdout, e) = common::output(cmd);
+    assert!(ok, "{e}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    let runtimes: Vec<&str> = results
+        .iter()
+        .map(|r| r["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        runtimes,
+        ["ort-cpu", "tract"],
+        "the default runtimes: {stdout}"
+    );
+    let op_types = |r: &serde_json::Value| -> Vec<String> {
+        r["profile"]["by_op"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let custom = focus_ops::decl::MS_DEFORM_ATTN.op_type;
+    assert!(
+        !op_types(&results[0]).iter().any(|o| o == custom),
+        "ort ran the standard export: {:?}",
+        op_types(&results[0])
+    );
+    assert!(
+        op_types(&results[1]).iter().any(|o| o == custom),
+        "tract ran --tract-model: {:?}",
+        op_types(&results[1])
+    );
+}
+
 #[test]
 fn misplaced_models_and_rho_one_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

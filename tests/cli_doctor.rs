@@ -29,6 +29,10 @@ fn doctor_says_how_tract_picks_its_kernels() {
         stdout.contains("[ok     ] tract") && stdout.contains("kernels: "),
         "{stdout}"
     );
+    // The build is VEX-encoded (.cargo/config.toml): no transition penalty after tract's kernels.
+    if cfg!(target_arch = "x86_64") {
+        assert!(stdout.contains("Rust code VEX-encoded (+avx)"), "{stdout}");
+    }
     let mut cmd = common::cli();
     cmd.arg("doctor").env("TRACT_CPU_ISA", "-avx512f,+fma");
     let (_, stdout, _) = common::output(cmd);

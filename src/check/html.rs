@@ -92,7 +92,7 @@ fn tensor_table(title: &str, rows: &[TensorReport]) -> String {
             t.max_abs,
             t.mean_abs,
             t.tolerance
-                .map_or_else(|| "exact".into(), |b| format!("{b:.0e}")),
+                .map_or_else(|| "exact".into(), |b| format!("{b:e}")),
             share,
             status_word(t.status),
             escape(t.note.as_deref().unwrap_or(""))

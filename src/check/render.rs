@@ -29,7 +29,7 @@ pub fn lead_line(r: &CaseReport) -> String {
         (Some(v), Some(ok)) => {
             let worst = closest_to_budget(v).map_or_else(String::new, |t| {
                 format!(
-                    " ({} max|Δ| {:.2e} of {:.0e})",
+                    " ({} max|Δ| {:.2e} of {:e})",
                     t.name,
                     t.max_abs,
                     t.tolerance.unwrap_or(0.0)
@@ -162,7 +162,7 @@ pub(super) fn tensor_table(
             t.max_rel,
             t.mean_rel,
             t.tolerance
-                .map_or_else(|| "exact".into(), |v| format!("{v:.0e}")),
+                .map_or_else(|| "exact".into(), |v| format!("{v:e}")),
             status_word(t.status),
             t.note
                 .as_deref()

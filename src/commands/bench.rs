@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// and tract run this model (exported with --dense), torch runs its weights with --dense.
     #[arg(long, value_name = "DENSE.onnx")]
     pub dense_model: Option<PathBuf>,
+    /// tract times this model instead of --model (an export with --target tract, beside the
+    /// ort-cpu export ort times as --model).
+    #[arg(long, value_name = "TRACT.onnx")]
+    pub tract_model: Option<PathBuf>,
     /// Profile the timed runs (ONNX Runtime's profiler; tract timed node by node) and print the
     /// time per op type and the slowest nodes (ort and tract; the warm-up runs are left out; the
     /// timings then include the profiler's own overhead).
@@ -53,18 +57,16 @@ pub struct BenchArgs {
 }
 
 /// The runtimes `bench` times when none are named: those its arguments can build.
-fn default_bench_runtimes(args: &RuntimeArgs) -> Vec<RuntimeKind> {
+fn default_bench_runtimes(args: &RuntimeArgs, tract_model: bool) -> Vec<RuntimeKind> {
     let mut v = Vec::new();
     if args.weights.is_some() && cfg!(feature = "torch") {
         v.push(RuntimeKind::Torch);
     }
-    if args.model.is_some() {
-        if cfg!(feature = "ort") {
-            v.push(RuntimeKind::Ort);
-        }
-        if cfg!(feature = "tract") {
-            v.push(RuntimeKind::Tract);
-        }
+    if args.model.is_some() && cfg!(feature = "ort") {
+        v.push(RuntimeKind::Ort);
+    }
+    if (args.model.is_some() || tract_model) && cfg!(feature = "tract") {
+        v.push(RuntimeKind::Tract);
     }
     v
 }
@@ -73,7 +75,7 @@ fn default_bench_runtimes(args: &RuntimeArgs) -> Vec<RuntimeKind> {
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let inputs = focus_export::tensors::read_tensors(&args.input)?;
     let kinds = if args.runtimes.is_empty() {
-        default_bench_runtimes(&args.rt)
+        default_bench_runtimes(&args.rt, args.tract_model.is_some())
     } else {
         args.runtimes.clone()
     };
@@ -226,6 +228,11 @@ fn bench_in_process(
     dense: bool,
     inputs: &focus_export::tensors::TensorMap,
 ) -> Result<focus_export::bench::BenchResult> {
+    let mut rt_args = rt_args.clone();
+    if let (RuntimeKind::Tract, Some(m), false) = (kind, &args.tract_model, dense) {
+        rt_args.model = Some(m.clone());
+    }
+    let rt_args = &rt_args;
     let make = || {
         let rt = rt_args.open(kind, TorchOptions::default())?;
         if args.dense_model.is_some() {

@@ -113,6 +113,18 @@ fn install_kernel_default() {
     });
 }
 
+/// Whether this binary's Rust code (tract's included) is VEX-encoded: built with AVX
+/// (`-C target-feature=+avx`, which the repository's `.cargo/config.toml` sets for x86-64), or
+/// not an x86-64 build at all.
+///
+/// Why it matters: tract's AVX-512 and FMA kernels return without `vzeroupper`, and on Intel the
+/// legacy-SSE code run after them pays the AVX–SSE transition penalty (measured on an Intel Xeon
+/// with AMX: tract's Sin 19× slower after one of its matrix products; the whole model 17–25 %
+/// slower). AMD's cores have no such penalty.
+pub fn vex_encoded() -> bool {
+    !cfg!(target_arch = "x86_64") || cfg!(target_feature = "avx")
+}
+
 /// How tract's kernels are chosen in this process, in words (for `doctor`).
 pub fn kernel_choice() -> String {
     if let Ok(edit) = std::env::var(ISA_KNOB) {
