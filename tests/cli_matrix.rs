@@ -165,6 +165,17 @@ fn refusals_come_before_any_work() {
         ),
         (&["--targets", "tensorrt"][..], "--targets tensorrt"),
         (&[][..], "nothing to measure on"),
+        (
+            &[
+                "--coco-ann",
+                "tests/data/coco_subset/annotations.json",
+                "--coco-images",
+                ".runtimes/photos",
+                "--limit",
+                "0",
+            ][..],
+            "lists no images",
+        ),
     ] {
         let mut cmd = common::cli();
         cmd.arg("matrix")

@@ -265,6 +265,9 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode> {
     let cfg = args.config.load()?;
     let cells = cells(args)?;
     let (items, truth, images_source, image_dir) = gather(args, &cfg)?;
+    if items.is_empty() {
+        bail!("nothing to measure on: --limit 0 leaves no image");
+    }
     let (models, work) = (args.out.join("models"), args.out.join("work"));
     for d in [&models, &work] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
