@@ -62,6 +62,9 @@ pub enum ExportError {
     /// An int8 export was written before its calibration.
     #[error("an int8 export needs its calibration (ExportSummary::int8_plan, then finish_int8) before it is written")]
     NotCalibrated,
+    /// The int8 steps were asked of an export of another precision.
+    #[error("the int8 calibration steps need an export with --precision int8; this one is {0}")]
+    NotInt8(crate::precision::Precision),
 }
 
 /// Metadata key of the exported model's configuration (JSON), which runtimes read back.
@@ -266,9 +269,7 @@ impl ExportSummary {
         opts: &crate::int8::Int8Options,
     ) -> Result<crate::int8::Int8Plan, ExportError> {
         if self.precision != crate::precision::Precision::Int8 {
-            return Err(ExportError::Serialize(
-                "int8_plan: the model was not exported with --precision int8".into(),
-            ));
+            return Err(ExportError::NotInt8(self.precision));
         }
         Ok(crate::int8::prepare(self.model.clone(), opts)?)
     }
