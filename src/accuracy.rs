@@ -7,7 +7,7 @@ use focus_cocoeval::{evaluate, Annotation, Detection, GroundTruth, Stats, STAT_N
 use focus_models::postprocess::{clip_and_drop, COCO_IDS};
 use serde::Serialize;
 
-use crate::inputs::CocoImage;
+use crate::inputs::{CocoImage, InputItem};
 use crate::tensors::TensorMap;
 
 /// Default budget on |ΔAP| for each of the six AP numbers (AP, AP50, AP75, APs, APm, APl).
@@ -121,6 +121,17 @@ pub fn coco_detections(
             })
         })
         .collect()
+}
+
+/// [`coco_detections`] of one input's outputs, at the size of its `images` tensor; None for an
+/// input without a COCO image record.
+pub fn item_detections(
+    item: &InputItem,
+    outputs: &TensorMap,
+) -> Option<Result<Vec<Detection>, AccuracyError>> {
+    let image = item.coco.as_ref()?;
+    let shape = &item.tensors.get("images")?.shape;
+    Some(coco_detections(outputs, image, (shape[2], shape[3])))
 }
 
 /// The reference's detections with score ≥ `min_score` as ground truth over `images` and the

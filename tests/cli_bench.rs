@@ -73,6 +73,15 @@ fn run(dir: &Path, args: &[&std::ffi::OsStr], input: &Path) -> TensorMap {
     read_tensors(&out).unwrap()
 }
 
+/// The names in a profile table's rows ([name, seconds, count]).
+fn row_names(rows: &serde_json::Value) -> Vec<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn i64s(t: &HostTensor) -> Vec<i64> {
     t.as_i64().expect("an integer tensor").to_vec()
 }
@@ -173,14 +182,6 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         assert_eq!(r["runs_s"].as_array().unwrap().len(), 2, "{r}");
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
     }
-    // The names in a profile table's rows ([name, seconds, count]).
-    let names = |rows: &serde_json::Value| -> Vec<String> {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row[0].as_str().unwrap().to_string())
-            .collect()
-    };
     // ORT's and tract's profiles of the timed run (ORT's: every op type of the model,
     // convolutions and TopK among them); torch has none.
     for r in doc["results"].as_array().unwrap() {
@@ -194,7 +195,7 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
         assert!(!p["top_nodes"].as_array().unwrap().is_empty(), "{p}");
         // Time per model part, from the module paths in the node names (ORT renames the
         // convolutions it rewrites, so only the transformer's parts are sure to be there).
-        let parts = names(&p["by_module"]);
+        let parts = row_names(&p["by_module"]);
         let has = |list: &[String], name: &str| list.iter().any(|x| x == name);
         assert!(
             has(&parts, "transformer.encoder") && has(&parts, "transformer.decoder"),
@@ -204,7 +205,7 @@ fn dense_keeps_every_token_and_bench_reports_the_sparse_dense_ratio() {
             assert!(has(&parts, "backbone.res2"), "{parts:?}");
             continue;
         }
-        let ops = names(&p["by_op"]);
+        let ops = row_names(&p["by_op"]);
         // (ORT may fuse a convolution with its activation: FusedConv.)
         assert!(
             ops.iter().any(|o| o.ends_with("Conv")) && has(&ops, "TopK"),
@@ -272,14 +273,7 @@ fn tract_times_its_own_export_beside_ort() {
         ["ort-cpu", "tract"],
         "the default runtimes: {stdout}"
     );
-    let op_types = |r: &serde_json::Value| -> Vec<String> {
-        r["profile"]["by_op"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row[0].as_str().unwrap().to_string())
-            .collect()
-    };
+    let op_types = |r: &serde_json::Value| row_names(&r["profile"]["by_op"]);
     let custom = focus_ops::decl::MS_DEFORM_ATTN.op_type;
     assert!(
         !op_types(&results[0]).iter().any(|o| o == custom),

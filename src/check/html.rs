@@ -80,9 +80,8 @@ fn tensor_table(title: &str, rows: &[TensorReport]) -> String {
     );
     for t in rows {
         let share = t
-            .tolerance
-            .filter(|b| *b > 0.0)
-            .map_or_else(|| "–".into(), |b| format!("{:.0} %", 100.0 * t.max_abs / b));
+            .budget_share()
+            .map_or_else(|| "–".into(), |v| format!("{:.0} %", 100.0 * v));
         let _ = write!(
             s,
             "<tr class=\"{}\"><td>{}</td><td>{:.2e}</td><td>{:.2e}</td><td>{}</td><td>{}</td>\

@@ -30,6 +30,6 @@ pub use budgets::{
 };
 pub use detections::{iou, matched_detections};
 pub use passes::{check_input, compare, forcible_selections, CheckedInput, ForcedRun};
-pub use render::{lead_line, render, status_word};
+pub use render::{closest_to_budget, lead_line, render, status_word};
 pub use report::{CaseReport, DetectionReport, SelectionReport, Status, TensorReport};
 pub use tensors::{f64s, final_list_report, tensor_report};

@@ -12,14 +12,14 @@ pub fn status_word(s: Status) -> &'static str {
     }
 }
 
-/// The tensor closest to its budget (largest max|Δ| / budget) among judged ones.
-pub(super) fn closest_to_budget(v: &[TensorReport]) -> Option<&TensorReport> {
+/// The tensor closest to its budget (largest max|Δ| / budget) among those judged by a budget
+/// (explained ones are judged otherwise: final-list positions by detection matching), with
+/// that share.
+pub fn closest_to_budget(v: &[TensorReport]) -> Option<(&TensorReport, f64)> {
     v.iter()
-        .filter(|t| t.status != Status::Explained && t.tolerance.is_some())
-        .max_by(|a, b| {
-            (a.max_abs / a.tolerance.unwrap_or(1.0))
-                .total_cmp(&(b.max_abs / b.tolerance.unwrap_or(1.0)))
-        })
+        .filter(|t| t.status != Status::Explained)
+        .filter_map(|t| Some((t, t.budget_share()?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 /// The one-line summary of an image: forced ok/FAIL (the tensor closest to its budget),
@@ -27,7 +27,7 @@ pub(super) fn closest_to_budget(v: &[TensorReport]) -> Option<&TensorReport> {
 pub fn lead_line(r: &CaseReport) -> String {
     let forced = match (&r.forced, r.forced_within_budget) {
         (Some(v), Some(ok)) => {
-            let worst = closest_to_budget(v).map_or_else(String::new, |t| {
+            let worst = closest_to_budget(v).map_or_else(String::new, |(t, _)| {
                 format!(
                     " ({} max|Δ| {:.2e} of {:e})",
                     t.name,

@@ -35,6 +35,15 @@ pub struct TensorReport {
     pub note: Option<String>,
 }
 
+impl TensorReport {
+    /// max |Δ| as a share of the budget (1: at the budget); None for tensors judged exactly.
+    pub fn budget_share(&self) -> Option<f64> {
+        self.tolerance
+            .filter(|b| *b > 0.0)
+            .map(|b| self.max_abs / b)
+    }
+}
+
 /// Agreement of one top-k selection (per batch row, summed).
 #[derive(Debug, Clone, Serialize)]
 pub struct SelectionReport {

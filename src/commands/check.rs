@@ -184,12 +184,11 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         )
         .with_context(|| ctx(&rt.name()))?;
         let mut rep = checked.report;
-        if let Some(image) = &item.coco {
+        if item.coco.is_some() {
             // Free-running detections: what a deployment computes.
-            let shape = &item.tensors["images"].shape;
-            let hw = (shape[2], shape[3]);
-            let dets = |who: &str, out| {
-                accuracy::coco_detections(out, image, hw).with_context(|| {
+            let dets = |who: &str, out| -> Result<Vec<Detection>> {
+                let found = accuracy::item_detections(item, out).context("a COCO image record")?;
+                found.with_context(|| {
                     format!(
                         "COCO accuracy needs {who}'s post-processed outputs on {}",
                         item.name

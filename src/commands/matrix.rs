@@ -123,6 +123,18 @@ impl Cell {
         self.label().replace(' ', "_")
     }
 
+    /// Its row with nothing measured in it yet.
+    fn row(&self, status: RowStatus, note: Option<String>) -> Row {
+        Row::new(
+            self.label(),
+            &runtime_word(self.runtime),
+            &self.precision.to_string(),
+            self.target_word(),
+            status,
+            note,
+        )
+    }
+
     /// Why this combination is not attempted, where it is known not to work.
     fn unsupported(&self) -> Option<&'static str> {
         match (self.runtime, self.precision) {
@@ -242,17 +254,25 @@ struct Matrix<'a> {
     /// The reference's debug outputs of image i, on disk.
     reference_files: Vec<PathBuf>,
     reference_dets: Vec<Detection>,
+    /// Ground-truth boxes over the evaluated images (from the reference's accuracy report).
+    ground_truth_boxes: usize,
     bench_input: PathBuf,
     int8: Int8Args,
     models: PathBuf,
     work: PathBuf,
 }
 
-/// The free-running COCO detections of `out` on `item`.
+impl Matrix<'_> {
+    /// Whether the images come with ground truth (AP is measured).
+    fn has_truth(&self) -> bool {
+        !self.truth.annotations.is_empty()
+    }
+}
+
+/// The COCO detections of `out` on `item` (every matrix input has its image record).
 fn detections(item: &InputItem, out: &TensorMap, who: &str) -> Result<Vec<Detection>> {
-    let image = item.coco.as_ref().context("an image record")?;
-    let shape = &item.tensors["images"].shape;
-    accuracy::coco_detections(out, image, (shape[2], shape[3])).with_context(|| {
+    let found = accuracy::item_detections(item, out).context("a COCO image record")?;
+    found.with_context(|| {
         format!(
             "COCO detections need {who}'s post-processed outputs on {}",
             item.name
@@ -313,6 +333,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode> {
         items,
         truth,
         reference_files: Vec::new(),
+        ground_truth_boxes: 0,
         reference_dets: Vec::new(),
         bench_input,
         int8,
@@ -325,24 +346,10 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode> {
     for (i, cell) in cells.iter().enumerate() {
         eprintln!("[{}/{n}] {}…", i + 2, cell.label());
         let row = match cell.unsupported() {
-            Some(why) => Row::unmeasured(
-                cell.label(),
-                &runtime_word(cell.runtime),
-                &cell.precision.to_string(),
-                cell.target_word(),
-                RowStatus::Skipped,
-                why.into(),
-            ),
+            Some(why) => cell.row(RowStatus::Skipped, Some(why.into())),
             None => measure(&ctx, cell).unwrap_or_else(|e| {
                 eprintln!("  {}: {e:#}", cell.label());
-                Row::unmeasured(
-                    cell.label(),
-                    &runtime_word(cell.runtime),
-                    &cell.precision.to_string(),
-                    cell.target_word(),
-                    RowStatus::Failed,
-                    format!("{e:#}"),
-                )
+                cell.row(RowStatus::Failed, Some(format!("{e:#}")))
             }),
         };
         rows.push(row);
@@ -364,12 +371,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode> {
             config: ctx.cfg.name.clone(),
             images_source,
             images: ctx.items.len(),
-            ground_truth_boxes: ctx
-                .truth
-                .annotations
-                .iter()
-                .filter(|a| ctx.truth.image_ids.binary_search(&a.image_id).is_ok())
-                .count(),
+            ground_truth_boxes: ctx.ground_truth_boxes,
             bench_input: match &args.bench_input {
                 Some(p) => p.display().to_string(),
                 None => format!("{} (the first image)", ctx.items[0].name),
@@ -449,24 +451,23 @@ fn reference_row(ctx: &mut Matrix) -> Result<Row> {
         accuracy_budgets(ctx.args),
     );
     let latency = bench(ctx, RuntimeKind::Torch, None)?;
-    let has_truth = !ctx.truth.annotations.is_empty();
+    ctx.ground_truth_boxes = a.ground_truth_boxes;
+    let has_truth = ctx.has_truth();
     Ok(Row {
-        label: "torch fp32 (reference)".into(),
-        runtime: "torch".into(),
-        precision: Precision::Fp32.to_string(),
-        target: "-".into(),
-        status: RowStatus::Measured,
-        note: None,
         file: Some(ctx.args.weights.display().to_string()),
         file_mb: file_mb(&ctx.args.weights),
         ap: has_truth.then_some(a.reference.0[0]),
         delta_ap: has_truth.then_some(0.0),
-        worst_delta: None,
         agreement_ap: a.free.agreement_ap,
-        forced_agreement_ap: None,
-        forced: None,
         latency: Some(Latency::from(&latency)),
-        accuracy: None,
+        ..Row::new(
+            "torch fp32 (reference)".into(),
+            "torch",
+            &Precision::Fp32.to_string(),
+            "-",
+            RowStatus::Measured,
+            None,
+        )
     })
 }
 
@@ -523,14 +524,8 @@ fn measure(ctx: &Matrix, cell: &Cell) -> Result<Row> {
         let _ = std::fs::remove_file(&twin);
     }
     let latency = bench(ctx, cell.runtime, Some(&deploy))?;
-    let has_truth = !ctx.truth.annotations.is_empty();
+    let has_truth = ctx.has_truth();
     Ok(Row {
-        label: cell.label(),
-        runtime: runtime_word(cell.runtime),
-        precision: cell.precision.to_string(),
-        target: cell.target_word().into(),
-        status: RowStatus::Measured,
-        note: None,
         file: Some(deploy.display().to_string()),
         file_mb: file_mb(&deploy),
         ap: has_truth.then_some(accuracy.free.exported.0[0]),
@@ -541,6 +536,7 @@ fn measure(ctx: &Matrix, cell: &Cell) -> Result<Row> {
         forced: Some(forced),
         latency: Some(Latency::from(&latency)),
         accuracy: Some(accuracy),
+        ..cell.row(RowStatus::Measured, None)
     })
 }
 
@@ -581,16 +577,13 @@ fn check(
         forced_dets.extend(detections(item, out, "the forced pass")?);
         let r = &checked.report;
         forced.within_budget += usize::from(r.forced_within_budget == Some(true));
-        for t in r.forced.iter().flatten() {
-            // Explained entries (positions of the final list) are judged by detection matching.
-            if t.status == focus_export::check::Status::Explained {
-                continue;
-            }
-            let share = match t.tolerance {
-                Some(tol) if tol > 0.0 => t.max_abs / tol,
-                _ if t.max_abs == 0.0 => 0.0,
-                _ => f64::INFINITY,
-            };
+        // The same tensor `check` names as closest to its budget; integer tensors are judged
+        // exactly, and a miss there shows in `within_budget`.
+        let worst = r
+            .forced
+            .as_deref()
+            .and_then(focus_export::check::closest_to_budget);
+        if let Some((t, share)) = worst {
             if share > forced.worst_share || forced.worst_tensor == "-" {
                 forced.worst_share = share;
                 forced.worst_tensor = t.name.clone();

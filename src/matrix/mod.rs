@@ -106,14 +106,15 @@ pub struct Row {
 }
 
 impl Row {
-    /// A row that was not measured (`Skipped` or `Failed`), with the reason.
-    pub fn unmeasured(
+    /// A row naming its combination, status and note, with nothing measured in it yet (a
+    /// skipped or failed row as it is; a measured one with its figures filled in).
+    pub fn new(
         label: String,
         runtime: &str,
         precision: &str,
         target: &str,
         status: RowStatus,
-        note: String,
+        note: Option<String>,
     ) -> Row {
         Row {
             label,
@@ -121,7 +122,7 @@ impl Row {
             precision: precision.into(),
             target: target.into(),
             status,
-            note: Some(note),
+            note,
             file: None,
             file_mb: None,
             ap: None,
@@ -401,13 +402,13 @@ mod tests {
             rows: vec![
                 measured("torch fp32 (reference)", "torch", 2.0, 1.0),
                 measured("ort-cpu fp32", "ort", 1.0, 0.98),
-                Row::unmeasured(
+                Row::new(
                     "tract fp16".into(),
                     "tract",
                     "fp16",
                     "tract",
                     RowStatus::Skipped,
-                    "tract cannot type it | at all".into(),
+                    Some("tract cannot type it | at all".into()),
                 ),
             ],
             complete: true,
