@@ -28,10 +28,13 @@ fn checkpoint(
     path: &Path,
     aliases: &[(String, String)],
 ) -> Vec<synth::SynthTensor> {
-    let tensors = synth::synthesize(&WeightSchema::new(cfg), 3).unwrap();
+    let schema = WeightSchema::new(cfg);
+    let tensors = synth::synthesize(&schema, 3).unwrap();
+    let index = synth::index_buffers(&schema);
     let mut entries: Vec<(&str, Value)> = tensors
         .iter()
         .map(|t| (t.key.as_str(), Value::F32(&t.shape, &t.data)))
+        .chain(index.iter().map(|(k, s, v)| (k.as_str(), Value::I64(s, v))))
         .collect();
     for (alias, canonical) in aliases {
         let t = tensors.iter().find(|t| &t.key == canonical).unwrap();
@@ -62,9 +65,20 @@ fn convert_and_export(dir: &Path, pth: &Path, config: &str, tensors: &[synth::Sy
     assert!(stdout.contains("the state dict under `model`"), "{stdout}");
     let f = SafetensorsFile::open(&conv).unwrap();
     let names: Vec<&str> = f.tensors().map(|(k, _, _)| k).collect();
-    let mut want: Vec<&str> = tensors.iter().map(|t| t.key.as_str()).collect();
+    let schema = WeightSchema::new(&focus_models::FocusDetrConfig::resolve(config).unwrap());
+    let index = synth::index_buffers(&schema);
+    let mut want: Vec<&str> = tensors
+        .iter()
+        .map(|t| t.key.as_str())
+        .chain(index.iter().map(|(k, _, _)| k.as_str()))
+        .collect();
     want.sort();
     assert_eq!(names, want, "canonical keys, aliases folded");
+    for (key, _, value) in &index {
+        let file =
+            focus_models::weights::WeightFile::Safetensors(SafetensorsFile::open(&conv).unwrap());
+        assert_eq!(file.read_i64(key).unwrap().as_ref(), Some(value), "{key}");
+    }
     for t in tensors {
         let got = f.read_f32(&t.key).unwrap().unwrap();
         let same = got
@@ -124,8 +138,24 @@ fn convert_and_export_a_tiny_checkpoint_with_an_alias() {
 }
 
 #[test]
-fn convert_and_export_full_size_r50_and_r101_checkpoints() {
-    for preset in ["r50_4scale_36ep", "r101_4scale_36ep"] {
+fn convert_and_export_a_tiny_swin_checkpoint() {
+    // Index buffers travel as int64 and must hold the defined values.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny_swin.json");
+    std::fs::write(&config, common::TINY_SWIN_CONFIG_JSON).unwrap();
+    let cfg = common::tiny_swin_config();
+    let pth = dir.path().join("tiny_swin.pth");
+    let tensors = checkpoint(&cfg, &pth, &[]);
+    convert_and_export(dir.path(), &pth, config.to_str().unwrap(), &tensors);
+}
+
+#[test]
+fn convert_and_export_full_size_r50_r101_and_swin_checkpoints() {
+    for preset in [
+        "r50_4scale_36ep",
+        "r101_4scale_36ep",
+        "swin_tiny_224_4scale_36ep",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = FocusDetrConfig::preset(preset).unwrap();
         let pth = dir.path().join(format!("{preset}.pth"));

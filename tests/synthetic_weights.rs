@@ -80,10 +80,13 @@ fn init_weights_writes_a_valid_deterministic_file() {
     // Values read back equal the generator's.
     let key = &schema.canonical().nth(1).unwrap().key;
     let keys = focus_models::FocusDetrKeys::new(&cfg);
-    assert_eq!(key, &keys.backbone.stem.norm.weight.key);
+    let focus_models::schema::Backbone::Resnet(resnet) = &keys.backbone else {
+        panic!("the default preset is a ResNet")
+    };
+    assert_eq!(key, &resnet.stem.norm.weight.key);
     let want = synth::generate(key, &[64], 0).unwrap();
     assert_eq!(
-        w.get(&keys.backbone.stem.norm.weight).unwrap().as_ref(),
+        w.get(&resnet.stem.norm.weight).unwrap().as_ref(),
         want.as_slice()
     );
 

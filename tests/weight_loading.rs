@@ -175,7 +175,8 @@ fn half_precision_and_f64_are_converted_and_integers_refused() {
         problems(&path, &schema),
         vec![Problem::WrongDtype {
             key: "transformer.alpha".into(),
-            found: "I32".into()
+            found: "I32".into(),
+            integer: false,
         }]
     );
 }
@@ -202,4 +203,49 @@ fn a_file_that_is_not_safetensors_is_named_in_the_error() {
         .unwrap()
         .to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
+}
+
+#[test]
+fn index_buffers_must_hold_the_defined_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = WeightSchema::new(&common::tiny_swin_config());
+    let good = dir.path().join("good.safetensors");
+    synth::write(&good, &schema, 7, None).unwrap();
+    Weights::load(&good, &schema, "tiny_swin").unwrap();
+
+    let key = "backbone.layers.1.blocks.0.attn.relative_position_index";
+    let mut raw = tiny_raw(&schema);
+    let index: Vec<u8> = focus_models::schema::relative_position_index(7)
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| (if i == 50 { v + 1 } else { *v }).to_le_bytes())
+        .collect();
+    raw.insert(key.into(), (Dtype::I64, vec![49, 49], index));
+    // Another block's index stored as floats.
+    let other = "backbone.layers.0.blocks.1.attn.relative_position_index";
+    raw.insert(
+        other.into(),
+        (Dtype::F32, vec![49, 49], vec![0; 49 * 49 * 4]),
+    );
+    let bad = dir.path().join("bad.safetensors");
+    write(&bad, &raw);
+    let p = problems(&bad, &schema);
+    let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains(key) && t.contains("element 50")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains(other) && t.contains("expected an integer index buffer")),
+        "{text:?}"
+    );
+    // Every other index buffer is missing from `raw` (synthesize leaves them out).
+    assert!(
+        text.iter()
+            .any(|t| t
+                .contains("missing key `backbone.layers.3.blocks.1.attn.relative_position_index`")),
+        "{text:?}"
+    );
 }

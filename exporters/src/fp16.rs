@@ -28,7 +28,11 @@ pub const ISLAND_OPS: &[&str] = &[
     // normal, 6.1e-5) of reference points and boxes: their last digits are the box coordinates.
     "Sigmoid",
     "Log",
-    // Softmax over the sampling weights and attention logits: sums of many small terms.
+    // Softmax over the sampling weights and attention logits: sums of many small terms. This
+    // covers Swin's window attention too; its shift mask (0 / −100, exact in float16) is built
+    // from Range values, so it stays float32 as index arithmetic and meets the float16 logits
+    // through one Cast: −100 + logit keeps ~0.06 of resolution there, and exp(−90) is 0 to
+    // float32 in the softmax island either way.
     "Softmax",
     "Exp",
     // Normalisation statistics: means of squares lose float16's range first.

@@ -647,6 +647,10 @@ impl Backend for OnnxTracer<'_> {
     fn dim_mul(&self, a: &Dim, b: &Dim) -> Result<Dim> {
         Ok(self.dim_binary("Mul", a, b, |x, y| x * y))
     }
+    fn dim_floor_div(&self, a: &Dim, m: i64) -> Result<Dim> {
+        // Sizes are non-negative, where ONNX's integer Div (truncating) is floor division.
+        Ok(self.dim_binary("Div", a, &Dim::Const(m), i64::div_euclid))
+    }
     fn dim_scale(&self, a: &Dim, c: f32) -> Result<Dim> {
         Ok(match a {
             Dim::Const(v) => Dim::Const((c * *v as f32) as i64),
@@ -1010,6 +1014,38 @@ impl Backend for OnnxTracer<'_> {
             )),
             _ => None,
         };
+        Ok(self.tv(o, x.elem, dims))
+    }
+    fn pad_end(&self, x: &TV, axis: usize, size: &Dim) -> Result<TV> {
+        let a = Self::rank_axis(x, axis)?;
+        let cur = self.dim(x, a)?;
+        if cur == *size {
+            return Ok(x.clone());
+        }
+        let amount = self.dim_binary("Sub", size, &cur, |s, n| s - n);
+        // Pad's pads: every axis' begin, then every axis' end.
+        let rank = x.dims.len();
+        let pads: Vec<Option<Dim>> = (0..2 * rank)
+            .map(|i| {
+                Some(if i == rank + a {
+                    amount.clone()
+                } else {
+                    Dim::Const(0)
+                })
+            })
+            .collect();
+        let p = self.shape_tensor(&pads, 0);
+        let o = self.node1("Pad", &[&x.name, &p], &[]);
+        let mut dims = x.dims.clone();
+        dims[a] = Some(size.clone());
+        Ok(self.tv(o, x.elem, dims))
+    }
+    fn take(&self, x: &TV, axis: usize, indices: &[i64]) -> Result<TV> {
+        let a = Self::rank_axis(x, axis)?;
+        let i = self.ci64(indices);
+        let o = self.node1("Gather", &[&x.name, &i], &[("axis", Attr::Int(a as i64))]);
+        let mut dims = x.dims.clone();
+        dims[a] = Some(Dim::Const(indices.len() as i64));
         Ok(self.tv(o, x.elem, dims))
     }
     fn unsqueeze(&self, x: &TV, axis: usize) -> Result<TV> {

@@ -76,6 +76,8 @@ pub trait Backend {
     fn dim_add(&self, a: &Self::Dim, b: &Self::Dim) -> Result<Self::Dim>;
     /// `a · b`.
     fn dim_mul(&self, a: &Self::Dim, b: &Self::Dim) -> Result<Self::Dim>;
+    /// `a // m` for a ≥ 0 and a constant m ≥ 1.
+    fn dim_floor_div(&self, a: &Self::Dim, m: i64) -> Result<Self::Dim>;
     /// `int(float32(c) · float32(a))`: the float32 product truncated toward zero.
     fn dim_scale(&self, a: &Self::Dim, c: f32) -> Result<Self::Dim>;
 
@@ -231,6 +233,10 @@ pub trait Backend {
         start: usize,
         step: usize,
     ) -> Result<Self::Tensor>;
+    /// Zeros appended along `axis` up to `size` (≥ the current size; `F.pad` with zeros).
+    fn pad_end(&self, x: &Self::Tensor, axis: usize, size: &Self::Dim) -> Result<Self::Tensor>;
+    /// `x` indexed along `axis` by constant indices (`torch.index_select`).
+    fn take(&self, x: &Self::Tensor, axis: usize, indices: &[i64]) -> Result<Self::Tensor>;
     /// Inserts a size-1 axis.
     fn unsqueeze(&self, x: &Self::Tensor, axis: usize) -> Result<Self::Tensor>;
     /// Broadcasts to a shape (`None` keeps that axis).

@@ -418,6 +418,13 @@ impl PthCheckpoint {
     /// A tensor's values as f32 (views gathered, other float types converted). `None` for
     /// non-float dtypes.
     pub fn read_f32(&self, key: &str) -> Result<Option<Cow<'_, [f32]>>, WeightError> {
+        let (dtype, bytes) = self.read_bytes(key)?;
+        Ok(to_f32(dtype, &bytes).map(|v| Cow::Owned(v.into_owned())))
+    }
+
+    /// A tensor's dtype and its elements' little-endian bytes in row-major order (views
+    /// gathered).
+    pub fn read_bytes(&self, key: &str) -> Result<(Dtype, Cow<'_, [u8]>), WeightError> {
         let e = self
             .entries
             .get(key)
@@ -429,6 +436,6 @@ impl PthCheckpoint {
             .tensor
             .read()
             .map_err(|err| bad(&self.path, format!("tensor `{key}`: {err}")))?;
-        Ok(to_f32(e.dtype, &bytes).map(|v| Cow::Owned(v.into_owned())))
+        Ok((e.dtype, Cow::Owned(bytes)))
     }
 }

@@ -124,12 +124,11 @@ pub enum SynthError {
     },
 }
 
-/// Generates every canonical tensor of `schema`, in state_dict order.
+/// Generates every canonical float tensor of `schema`, in state_dict order (index buffers,
+/// whose values the model defines, are [`index_buffers`]).
 pub fn synthesize(schema: &WeightSchema, seed: u64) -> Result<Vec<SynthTensor>, SynthError> {
     schema
-        .entries()
-        .iter()
-        .filter(|e| !matches!(e.kind, EntryKind::Alias { .. }))
+        .float_entries()
         .map(|e| {
             let data = generate(&e.key, &e.shape, seed).ok_or_else(|| SynthError::NoRule {
                 key: e.key.clone(),
@@ -142,6 +141,60 @@ pub fn synthesize(schema: &WeightSchema, seed: u64) -> Result<Vec<SynthTensor>, 
             })
         })
         .collect()
+}
+
+/// The index buffers of `schema` (key, shape, the defined values), in state_dict order.
+pub fn index_buffers(schema: &WeightSchema) -> Vec<(String, Vec<usize>, Vec<i64>)> {
+    schema
+        .canonical()
+        .filter_map(|e| Some((e.key.clone(), e.shape.clone(), e.fixed_value()?)))
+        .collect()
+}
+
+/// The generator's name for a schema: `focus-synth-v1`, whose rules cover float tensors, plus
+/// its one extension when the schema has index buffers (they hold their defined values).
+pub fn generator_name(schema: &WeightSchema) -> String {
+    if schema.canonical().any(|e| e.kind == EntryKind::IndexBuffer) {
+        format!("{GENERATOR} + defined index buffers")
+    } else {
+        GENERATOR.to_string()
+    }
+}
+
+/// Writes the synthetic weights of `schema` (float tensors and index buffers) to `path`
+/// atomically; returns the float tensors written.
+pub fn write(
+    path: &std::path::Path,
+    schema: &WeightSchema,
+    seed: u64,
+    metadata: Option<(String, String)>,
+) -> Result<Vec<SynthTensor>, WriteError> {
+    use crate::weights::{write_safetensors, TensorValues};
+    let tensors = synthesize(schema, seed)?;
+    let index = index_buffers(schema);
+    let floats = tensors.iter().map(|t| {
+        (
+            t.key.as_str(),
+            t.shape.as_slice(),
+            TensorValues::F32(&t.data),
+        )
+    });
+    let ints = index
+        .iter()
+        .map(|(k, s, v)| (k.as_str(), s.as_slice(), TensorValues::I64(v)));
+    write_safetensors(path, floats.chain(ints), metadata)?;
+    Ok(tensors)
+}
+
+/// Errors of [`write`].
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No generator rule for a tensor.
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+    /// Writing the file failed.
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightError),
 }
 
 #[cfg(test)]

@@ -53,12 +53,9 @@ impl TorchBackend {
     /// Loads every canonical tensor of `schema` from `weights` onto `device`.
     pub fn new(weights: &Weights, schema: &WeightSchema, device: Device) -> Result<Self> {
         let mut params = HashMap::new();
-        for e in schema.canonical() {
-            let p = Param {
-                key: e.key.clone(),
-                shape: e.shape.clone(),
-                buffer: false,
-            };
+        // Index buffers are not loaded: the model computes their (checked) values itself.
+        for e in schema.canonical().filter(|e| e.is_float()) {
+            let p = Param::float(&e.key, &e.shape);
             let data = weights.get(&p)?;
             let shape: Vec<i64> = e.shape.iter().map(|&d| d as i64).collect();
             let t = Tensor::f_from_slice(&data)
@@ -156,6 +153,9 @@ impl Backend for TorchBackend {
     }
     fn dim_mul(&self, a: &i64, b: &i64) -> Result<i64> {
         Ok(a * b)
+    }
+    fn dim_floor_div(&self, a: &i64, m: i64) -> Result<i64> {
+        Ok(a.div_euclid(m))
     }
     fn dim_scale(&self, a: &i64, c: f32) -> Result<i64> {
         Ok((c * *a as f32) as i64)
@@ -362,6 +362,21 @@ impl Backend for TorchBackend {
         x.f_slice(axis as i64, start as i64, None::<i64>, step as i64)
             .map(TT)
             .map_err(err("slice"))
+    }
+    fn pad_end(&self, x: &TT, axis: usize, size: &i64) -> Result<TT> {
+        let rank = x.dim();
+        let n = x.size().get(axis).copied().unwrap_or(0);
+        // F.pad's list runs from the last axis: (begin, end) pairs.
+        let mut pads = vec![0i64; 2 * (rank - axis)];
+        pads[2 * (rank - 1 - axis) + 1] = size - n;
+        x.f_constant_pad_nd(pads).map(TT).map_err(err("pad_end"))
+    }
+    fn take(&self, x: &TT, axis: usize, indices: &[i64]) -> Result<TT> {
+        Tensor::f_from_slice(indices)
+            .and_then(|i| i.f_to_device(self.device))
+            .and_then(|i| x.f_index_select(axis as i64, &i))
+            .map(TT)
+            .map_err(err("take"))
     }
     fn unsqueeze(&self, x: &TT, axis: usize) -> Result<TT> {
         x.f_unsqueeze(axis as i64).map(TT).map_err(err("unsqueeze"))

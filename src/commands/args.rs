@@ -26,7 +26,8 @@ pub fn runtime_word(kind: RuntimeKind) -> String {
 /// Model configuration: a preset name or a JSON file.
 #[derive(Args, Clone)]
 pub struct ConfigArg {
-    /// Preset (r50_4scale_36ep, r50_4scale_12ep, r101_4scale_36ep) or a JSON config file.
+    /// Preset (`focus-export config --list` shows them: every official ResNet and Swin config)
+    /// or a JSON config file.
     #[arg(long, default_value = focus_models::config::DEFAULT_PRESET)]
     pub config: String,
     /// The dense baseline, not the official model: every encoder layer keeps every token

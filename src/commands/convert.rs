@@ -44,18 +44,27 @@ struct LazyTensor<'a> {
     weights: &'a Weights,
     param: Param,
     len: usize,
+    /// An index buffer's bytes (int64): the defined value, which loading checked the file holds.
+    fixed: Option<Vec<u8>>,
     /// The first read error; the writer's interface cannot carry it.
     error: &'a RefCell<Option<String>>,
 }
 
 impl View for LazyTensor<'_> {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        if self.fixed.is_some() {
+            Dtype::I64
+        } else {
+            Dtype::F32
+        }
     }
     fn shape(&self) -> &[usize] {
         &self.param.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
+        if let Some(b) = &self.fixed {
+            return Cow::Borrowed(b);
+        }
         match self.weights.get(&self.param) {
             Ok(v) if v.len() * 4 == self.len => Cow::Owned(bytemuck::cast_slice(&v).to_vec()),
             Ok(v) => {
@@ -105,17 +114,19 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let tensors: Vec<(String, LazyTensor)> = schema
         .canonical()
         .map(|p| {
-            let len = p.shape.iter().product::<usize>() * 4;
+            let fixed = p
+                .fixed_value()
+                .map(|v| bytemuck::cast_slice::<i64, u8>(&v).to_vec());
+            let len = fixed
+                .as_ref()
+                .map_or(p.shape.iter().product::<usize>() * 4, Vec::len);
             (
                 p.key.clone(),
                 LazyTensor {
                     weights: &weights,
-                    param: Param {
-                        key: p.key.clone(),
-                        shape: p.shape.clone(),
-                        buffer: matches!(p.kind, focus_models::schema::EntryKind::Buffer),
-                    },
+                    param: Param::float(&p.key, &p.shape),
                     len,
+                    fixed,
                     error: &error,
                 },
             )

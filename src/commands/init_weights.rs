@@ -1,4 +1,5 @@
 //! `init-weights`: seeded synthetic weights (focus-synth-v1) with the official names and shapes.
+//! Index buffers (Swin's `relative_position_index`) hold the values the model defines.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use focus_models::{synth, weights, WeightSchema};
+use focus_models::{synth, WeightSchema};
 
 use super::args::ConfigArg;
 
@@ -29,27 +30,26 @@ pub fn run(args: &InitWeightsArgs) -> Result<ExitCode> {
     let (cfg, seed, output) = (&args.config.load()?, args.seed, &args.output);
     let start = Instant::now();
     let schema = WeightSchema::new(cfg);
-    let tensors = synth::synthesize(&schema, seed)?;
+    let generator = synth::generator_name(&schema);
     let meta = serde_json::json!({
-        "generator": synth::GENERATOR,
+        "generator": generator,
         "seed": seed,
         "config": cfg.name,
     });
-    weights::write_f32_safetensors(
+    let tensors = synth::write(
         output,
-        tensors
-            .iter()
-            .map(|t| (t.key.as_str(), t.shape.as_slice(), t.data.as_slice())),
+        &schema,
+        seed,
         Some(("focus_export".into(), meta.to_string())),
     )
     .with_context(|| format!("writing {}", output.display()))?;
+    let index_buffers = synth::index_buffers(&schema).len();
     let values: usize = tensors.iter().map(|t| t.data.len()).sum();
     println!(
-        "wrote {}: {} tensors, {} values ({} seed {seed}, config {}) in {:.2} s",
+        "wrote {}: {} tensors, {} values ({generator} seed {seed}, config {}) in {:.2} s",
         output.display(),
-        tensors.len(),
+        tensors.len() + index_buffers,
         values,
-        synth::GENERATOR,
         cfg.name,
         start.elapsed().as_secs_f64()
     );

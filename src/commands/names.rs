@@ -52,6 +52,9 @@ pub fn run(args: &NamesArgs) -> Result<ExitCode> {
             let kind = match &e.kind {
                 focus_models::schema::EntryKind::Parameter => "parameter".to_string(),
                 focus_models::schema::EntryKind::Buffer => "buffer".to_string(),
+                focus_models::schema::EntryKind::IndexBuffer => {
+                    "index buffer (int64, value defined by the model)".to_string()
+                }
                 focus_models::schema::EntryKind::Alias { canonical } => {
                     format!("alias of {canonical}")
                 }

@@ -60,6 +60,11 @@ pub fn forced_model() -> &'static PathBuf {
 pub struct ExportedModel(PathBuf);
 
 impl ExportedModel {
+    /// Takes charge of an exported file at `path` (deleted when dropped).
+    pub fn new(path: PathBuf) -> Self {
+        ExportedModel(path)
+    }
+
     /// Keeps the file past this value's life (for exports shared through a `static`).
     pub fn keep(mut self) -> PathBuf {
         // Drop then sees an empty path and removes nothing.

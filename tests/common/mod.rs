@@ -49,6 +49,23 @@ pub const TINY_CONFIG_JSON: &str = r#"{
   "heads": {"num_classes": 5, "num_queries": 20, "num_select": 10}
 }"#;
 
+/// The tiny configuration with a tiny Swin backbone (two blocks per stage, window 7).
+pub const TINY_SWIN_CONFIG_JSON: &str = r#"{
+  "base": "swin_tiny_224_4scale_36ep",
+  "name": "tiny_swin",
+  "backbone": {"embed_dim": 8, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4]},
+  "neck": {"group_norm_groups": 4},
+  "position_embedding": {"num_pos_feats": 16},
+  "transformer": {"embed_dim": 32, "ffn_dim": 64},
+  "focus": {"mask_predictor_hidden": 16, "object_tokens": 10},
+  "heads": {"num_classes": 5, "num_queries": 20, "num_select": 10}
+}"#;
+
+/// The tiny Swin configuration, parsed.
+pub fn tiny_swin_config() -> focus_models::FocusDetrConfig {
+    focus_models::FocusDetrConfig::from_json_str(TINY_SWIN_CONFIG_JSON, "tiny_swin").unwrap()
+}
+
 /// The tiny configuration, parsed.
 pub fn tiny_config() -> focus_models::FocusDetrConfig {
     focus_models::FocusDetrConfig::from_json_str(TINY_CONFIG_JSON, "tiny").unwrap()

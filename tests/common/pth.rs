@@ -13,6 +13,8 @@ use zip::write::SimpleFileOptions;
 pub enum Value<'a> {
     /// A float32 tensor, contiguous.
     F32(&'a [usize], &'a [f32]),
+    /// An int64 tensor, contiguous (index buffers).
+    I64(&'a [usize], &'a [i64]),
     /// A tensor whose storage has only this many of its elements (a damaged file).
     Short(&'a [usize], &'a [f32], usize),
     /// An int where a tensor belongs.
@@ -81,20 +83,32 @@ pub fn write(path: &Path, entries: &[(&str, Value)], detectron2: bool, byteorder
     for (key, value) in entries {
         p.string(key);
         match value {
-            Value::F32(shape, data) | Value::Short(shape, data, _) => {
-                let numel: usize = shape.iter().product();
-                assert_eq!(numel, data.len(), "{key}");
-                let kept = match value {
-                    Value::Short(_, _, n) => *n,
-                    _ => numel,
+            Value::F32(..) | Value::Short(..) | Value::I64(..) => {
+                let (shape, bytes, storage): (&[usize], Vec<u8>, &str) = match value {
+                    Value::F32(shape, data) | Value::Short(shape, data, _) => {
+                        let numel: usize = shape.iter().product();
+                        assert_eq!(numel, data.len(), "{key}");
+                        let kept = match value {
+                            Value::Short(_, _, n) => *n,
+                            _ => numel,
+                        };
+                        let b = data[..kept].iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (shape, b, "FloatStorage")
+                    }
+                    Value::I64(shape, data) => {
+                        let b = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (shape, b, "LongStorage")
+                    }
+                    _ => unreachable!("matched above"),
                 };
+                let numel: usize = shape.iter().product();
                 let id = storages.len();
-                storages.push(data[..kept].iter().flat_map(|v| v.to_le_bytes()).collect());
+                storages.push(bytes);
                 p.global("torch._utils", "_rebuild_tensor_v2").op(b"(");
-                // Persistent id ('storage', FloatStorage, key, location, numel).
+                // Persistent id ('storage', FloatStorage / LongStorage, key, location, numel).
                 p.op(b"(")
                     .string("storage")
-                    .global("torch", "FloatStorage")
+                    .global("torch", storage)
                     .string(&id.to_string())
                     .string("cpu")
                     .int(numel as i64)

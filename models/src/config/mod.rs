@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod backbone;
+mod presets;
 mod tokens;
 
+pub use backbone::{BackboneConfig, ResNetConfig, SwinConfig, BACKBONE_LEVELS};
+pub use presets::{preset_source, DEFAULT_PRESET, PRESETS};
 pub use tokens::{exact_ratio, scale_f32, RATIO_CHECKED_UP_TO};
 
 /// Errors from reading or validating a configuration.
@@ -60,7 +64,7 @@ pub enum ConfigError {
 pub struct FocusDetrConfig {
     /// A label for the configuration (the preset name for presets).
     pub name: String,
-    /// ResNet backbone with FrozenBN.
+    /// The backbone (ResNet or Swin) and its hyper-parameters.
     pub backbone: BackboneConfig,
     /// ChannelMapper neck.
     pub neck: NeckConfig,
@@ -76,20 +80,6 @@ pub struct FocusDetrConfig {
     pub heads: HeadsConfig,
     /// Image resizing and pixel normalisation.
     pub preprocess: PreprocessConfig,
-}
-
-/// detectron2 ResNet (bottleneck blocks, stride in the 3×3, FrozenBN everywhere).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackboneConfig {
-    /// 50, 101 or 152.
-    pub depth: u32,
-    /// Output channels of the stem (64).
-    pub stem_channels: usize,
-    /// Output channels of res2 (256); each later stage doubles them.
-    pub res2_channels: usize,
-    /// FrozenBatchNorm2d eps.
-    pub frozen_bn_eps: f64,
 }
 
 /// detrex ChannelMapper: 1×1 conv + GroupNorm per backbone level, plus extra stride-2 levels.
@@ -201,76 +191,10 @@ pub struct PreprocessConfig {
     pub pixel_std: [f32; 3],
 }
 
-/// Names of the built-in presets; the first is the default.
-pub const PRESETS: [&str; 3] = ["r50_4scale_36ep", "r50_4scale_12ep", "r101_4scale_36ep"];
-
-/// The name of the default preset.
-pub const DEFAULT_PRESET: &str = PRESETS[0];
-
 impl FocusDetrConfig {
     /// A built-in preset by name.
     pub fn preset(name: &str) -> Option<Self> {
-        let (depth, temperature, offset) = match name {
-            "r50_4scale_36ep" => (50, 20.0, 0.0),
-            "r50_4scale_12ep" => (50, 10000.0, -0.5),
-            "r101_4scale_36ep" => (101, 20.0, 0.0),
-            _ => return None,
-        };
-        Some(Self {
-            name: name.to_string(),
-            backbone: BackboneConfig {
-                depth,
-                stem_channels: 64,
-                res2_channels: 256,
-                frozen_bn_eps: 1e-5,
-            },
-            neck: NeckConfig {
-                group_norm_groups: 32,
-                group_norm_eps: 1e-5,
-            },
-            position_embedding: PositionEmbeddingConfig {
-                num_pos_feats: 128,
-                temperature,
-                offset,
-                scale: 2.0 * std::f64::consts::PI,
-                eps: 1e-6,
-            },
-            transformer: TransformerConfig {
-                embed_dim: 256,
-                num_heads: 8,
-                ffn_dim: 2048,
-                num_encoder_layers: 6,
-                num_decoder_layers: 6,
-                num_feature_levels: 4,
-                num_points: 4,
-                layer_norm_eps: 1e-5,
-            },
-            focus: FocusConfig {
-                rho: 0.5,
-                cascade: vec![1.0, 0.8, 0.6, 0.6, 0.4, 0.2],
-                object_tokens: 300,
-                mask_predictor_hidden: 256,
-                proposal_valid_min: 0.01,
-                proposal_valid_max: 0.99,
-                proposal_base_size: 0.05,
-                dense: false,
-            },
-            decoder: DecoderConfig {
-                box_sine_temperature: 10000.0,
-                inverse_sigmoid_eps: 1e-3,
-            },
-            heads: HeadsConfig {
-                num_classes: 80,
-                num_queries: 900,
-                num_select: 300,
-            },
-            preprocess: PreprocessConfig {
-                min_size: 800,
-                max_size: 1333,
-                pixel_mean: [123.675, 116.28, 103.53],
-                pixel_std: [58.395, 57.12, 57.375],
-            },
-        })
+        presets::preset(name)
     }
 
     /// Resolves `--config`: a preset name, or a JSON file. A JSON file may hold a full config, or
@@ -322,8 +246,19 @@ impl FocusDetrConfig {
             })?;
             let mut merged =
                 serde_json::to_value(preset).map_err(|e| parse_err(".".into(), e.to_string()))?;
+            // A backbone of another kind replaces the preset's instead of merging into it.
+            let kind = |v: &Value| v.pointer("/backbone/kind").cloned();
+            if kind(&value).is_some_and(|k| Some(k) != kind(&merged)) {
+                if let Some(o) = merged.as_object_mut() {
+                    o.remove("backbone");
+                }
+            }
             merge_json(&mut merged, value);
             value = merged;
+        }
+        // Configs written before the Swin backbone existed have a ResNet without `kind`.
+        if let Some(bb) = value.get_mut("backbone").and_then(Value::as_object_mut) {
+            bb.entry("kind").or_insert_with(|| Value::from("resnet"));
         }
         let cfg: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
@@ -348,15 +283,10 @@ impl FocusDetrConfig {
         };
         let t = &self.transformer;
         let f = &self.focus;
-        if self.backbone.stage_blocks().is_none() {
-            return fail(
-                "backbone.depth",
-                format!("{} is not one of 50, 101, 152", self.backbone.depth),
-            );
+        if let Err((field, message)) = self.backbone.check() {
+            return fail(&field, message);
         }
         for (field, v) in [
-            ("backbone.stem_channels", self.backbone.stem_channels),
-            ("backbone.res2_channels", self.backbone.res2_channels),
             ("transformer.ffn_dim", t.ffn_dim),
             ("transformer.num_encoder_layers", t.num_encoder_layers),
             ("transformer.num_decoder_layers", t.num_decoder_layers),
@@ -370,12 +300,6 @@ impl FocusDetrConfig {
             if v == 0 {
                 return fail(field, "must be at least 1".into());
             }
-        }
-        if !self.backbone.res2_channels.is_multiple_of(4) {
-            return fail(
-                "backbone.res2_channels",
-                "must be a multiple of 4 (bottleneck width = out/4)".into(),
-            );
         }
         if t.embed_dim == 0 || t.num_heads == 0 || !t.embed_dim.is_multiple_of(t.num_heads) {
             return fail(
@@ -412,7 +336,6 @@ impl FocusDetrConfig {
             );
         }
         for (field, v) in [
-            ("backbone.frozen_bn_eps", self.backbone.frozen_bn_eps),
             ("neck.group_norm_eps", self.neck.group_norm_eps),
             (
                 "position_embedding.temperature",
@@ -536,23 +459,6 @@ impl Default for FocusDetrConfig {
     }
 }
 
-impl BackboneConfig {
-    /// Bottleneck blocks per stage res2..res5, or `None` for an unsupported depth.
-    pub fn stage_blocks(&self) -> Option<[usize; 4]> {
-        match self.depth {
-            50 => Some([3, 4, 6, 3]),
-            101 => Some([3, 4, 23, 3]),
-            152 => Some([3, 8, 36, 3]),
-            _ => None,
-        }
-    }
-
-    /// Output channels of stage `s` (0 = res2 … 3 = res5).
-    pub fn stage_channels(&self, s: usize) -> usize {
-        self.res2_channels << s
-    }
-}
-
 /// JSON merge: objects merge key by key, anything else replaces.
 fn merge_json(base: &mut Value, over: Value) {
     match (base, over) {
@@ -580,6 +486,106 @@ mod tests {
             cfg.validate().unwrap();
             let back = FocusDetrConfig::from_json_str(&cfg.to_json_pretty(), name).unwrap();
             assert_eq!(back, cfg);
+        }
+    }
+
+    #[test]
+    fn every_official_config_has_a_preset() {
+        assert_eq!(PRESETS.len(), 16);
+        let r101 = FocusDetrConfig::preset("r101_4scale_24ep").unwrap();
+        assert_eq!(r101.backbone.resnet().map(|r| r.depth), Some(101));
+        assert_eq!(r101.position_embedding.temperature, 20.0);
+        let t = FocusDetrConfig::preset("swin_tiny_224_4scale_22k_36ep").unwrap();
+        assert_eq!(t.backbone.out_channels(), vec![192, 384, 768]);
+        // Swin configs keep focus_detr_r50.py's position embedding.
+        assert_eq!(t.position_embedding.temperature, 10000.0);
+        assert_eq!(t.position_embedding.offset, -0.5);
+        let b = FocusDetrConfig::preset("swin_base_224_4scale_36ep").unwrap();
+        let BackboneConfig::Swin(s) = &b.backbone else {
+            panic!("Swin-B is a Swin")
+        };
+        // The base 224 config imports the 384 model file.
+        assert_eq!((s.window_size, s.pretrain_img_size), (12, 384));
+        let l = FocusDetrConfig::preset("swin_large_384_4scale_36ep").unwrap();
+        assert_eq!(l.backbone.out_channels(), vec![384, 768, 1536]);
+        for name in PRESETS {
+            assert!(preset_source(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn swin_level_sizes_follow_the_padding() {
+        // Patch embedding pads to a multiple of 4, patch merging to even sides.
+        let cfg = FocusDetrConfig::preset("swin_tiny_224_4scale_36ep").unwrap();
+        assert_eq!(
+            cfg.level_sizes(386, 401),
+            vec![(49, 51), (25, 26), (13, 13), (7, 7)]
+        );
+        // Same arithmetic as the ResNet at these sizes.
+        let r = FocusDetrConfig::default();
+        assert_eq!(cfg.token_count(448, 640), r.token_count(448, 640));
+    }
+
+    #[test]
+    fn backbone_kind_defaults_to_resnet_and_can_be_switched() {
+        // A full config written before Swin existed has no `kind`.
+        let mut v: Value = serde_json::to_value(FocusDetrConfig::default()).unwrap();
+        v["backbone"].as_object_mut().unwrap().remove("kind");
+        let cfg = FocusDetrConfig::from_json_str(&v.to_string(), "old.json").unwrap();
+        assert_eq!(cfg, FocusDetrConfig::default());
+        // A base of one kind with a whole backbone of the other replaces it.
+        let swin = serde_json::to_value(
+            FocusDetrConfig::preset("swin_tiny_224_4scale_36ep")
+                .unwrap()
+                .backbone,
+        )
+        .unwrap();
+        let json = serde_json::json!({"base": "r50_4scale_36ep", "backbone": swin});
+        let cfg = FocusDetrConfig::from_json_str(&json.to_string(), "t.json").unwrap();
+        assert!(matches!(cfg.backbone, BackboneConfig::Swin(_)));
+        assert_eq!(cfg.position_embedding.temperature, 20.0);
+        // Overriding one Swin field merges.
+        let cfg = FocusDetrConfig::from_json_str(
+            r#"{"base": "swin_tiny_224_4scale_36ep", "backbone": {"window_size": 12}}"#,
+            "t.json",
+        )
+        .unwrap();
+        let BackboneConfig::Swin(s) = &cfg.backbone else {
+            panic!("still a Swin")
+        };
+        assert_eq!((s.window_size, s.embed_dim), (12, 96));
+    }
+
+    #[test]
+    fn swin_errors_name_the_field() {
+        for (overrides, field) in [
+            (
+                r#""backbone": {"num_heads": [3, 6, 12]}"#,
+                "backbone.num_heads",
+            ),
+            (
+                r#""backbone": {"num_heads": [3, 5, 12, 24]}"#,
+                "backbone.num_heads[1]",
+            ),
+            (
+                r#""backbone": {"out_indices": [0, 1, 2]}"#,
+                "backbone.out_indices",
+            ),
+            (
+                r#""backbone": {"out_indices": [1, 2]}"#,
+                "backbone.out_indices",
+            ),
+            (r#""backbone": {"window_size": 0}"#, "backbone.window_size"),
+            (r#""backbone": {"depth": 50}"#, "depth"),
+        ] {
+            let json = format!(r#"{{"base": "swin_tiny_224_4scale_36ep", {overrides}}}"#);
+            let e = FocusDetrConfig::from_json_str(&json, "t.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(field) && e.contains("t.json"),
+                "{overrides}: {e}"
+            );
         }
     }
 

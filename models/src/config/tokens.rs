@@ -30,16 +30,16 @@ impl FocusConfig {
 }
 
 impl FocusDetrConfig {
-    /// (H, W) of each feature level P3..P6 for an H×W input (the backbone's conv arithmetic).
+    /// (H, W) of each feature level P3..P6 for an H×W input (the backbone's arithmetic).
     pub fn level_sizes(&self, h: usize, w: usize) -> Vec<(usize, usize)> {
-        // out = ⌊(n + 2p − k)/s⌋ + 1 for a k×k, stride-s, padding-p window.
-        let down = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p).saturating_sub(k) / s + 1;
-        let stride2 = |n: usize| down(n, 3, 2, 1);
-        let stem = |n: usize| stride2(down(n, 7, 2, 3));
-        let mut size = (stem(h), stem(w)); // res2
+        // Every later level halves, rounding up: a 3×3 stride-2 conv with padding 1
+        // (ResNet, the neck's extra level) and Swin's patch merging (padded to even) agree.
+        let half = |n: usize| n.div_ceil(2);
+        let bb = &self.backbone;
+        let mut size = (bb.stride4_size(h), bb.stride4_size(w));
         let mut out = Vec::new();
         for _ in 0..self.transformer.num_feature_levels {
-            size = (stride2(size.0), stride2(size.1));
+            size = (half(size.0), half(size.1));
             out.push(size);
         }
         out

@@ -1,8 +1,11 @@
-//! `backbone`: detectron2 ResNet with FrozenBN (stride in the 3×3), returning res3, res4, res5.
+//! `backbone`: detectron2 ResNet with FrozenBN (stride in the 3×3), returning res3, res4, res5,
+//! or the Swin Transformer of [`super::swin`].
 
 use crate::backend::{Backend, Result};
-use crate::config::FocusDetrConfig;
-use crate::schema::{Backbone, Bottleneck, ConvBn};
+use crate::config::{BackboneConfig, FocusDetrConfig};
+use crate::schema::{Backbone, Bottleneck, ConvBn, ResNet};
+
+use super::Capture;
 
 /// A bias-free convolution followed by FrozenBatchNorm2d, which detectron2 evaluates with the
 /// fused `F.batch_norm(training=False)` when no gradient is needed.
@@ -31,15 +34,36 @@ fn bottleneck<B: Backend>(b: &B, x: &B::Tensor, blk: &Bottleneck, eps: f64) -> R
     b.relu(&b.add(&h, &short)?)
 }
 
-/// Runs the backbone on normalised images [B, 3, H, W]; returns [res3, res4, res5].
+/// Runs the backbone on normalised images [B, 3, H, W]; returns the three maps the neck takes
+/// (strides 8, 16, 32), also captured as `backbone_0..2`.
 pub fn forward<B: Backend>(
     b: &B,
     cfg: &FocusDetrConfig,
     k: &Backbone,
     x: &B::Tensor,
+    cap: &mut Capture<B>,
 ) -> Result<Vec<B::Tensor>> {
-    let eps = cfg.backbone.frozen_bn_eps;
     b.scope("backbone");
+    let outs = match (&cfg.backbone, k) {
+        (BackboneConfig::Swin(s), Backbone::Swin(keys)) => {
+            super::swin::forward(b, s, keys, x, cap)?
+        }
+        (BackboneConfig::Resnet(r), Backbone::Resnet(keys)) => resnet(b, keys, x, r.frozen_bn_eps)?,
+        _ => {
+            return Err(crate::backend::ModelError::Input(
+                "the checkpoint keys were built for another backbone than the config's".into(),
+            ))
+        }
+    };
+    b.end_scope();
+    for (i, o) in outs.iter().enumerate() {
+        cap.put(format!("backbone_{i}"), o);
+    }
+    Ok(outs)
+}
+
+/// The ResNet: stem, max-pool, res2..res5; returns [res3, res4, res5].
+fn resnet<B: Backend>(b: &B, k: &ResNet, x: &B::Tensor, eps: f64) -> Result<Vec<B::Tensor>> {
     let mut x = b.relu(&conv_bn(b, x, &k.stem, eps)?)?;
     x = b.max_pool2d(&x, 3, 2, 1)?;
     let mut outs = Vec::new();
@@ -53,6 +77,5 @@ pub fn forward<B: Backend>(
             outs.push(x.clone());
         }
     }
-    b.end_scope();
     Ok(outs)
 }

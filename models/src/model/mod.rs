@@ -10,6 +10,7 @@ pub mod layers;
 pub mod levels;
 pub mod neck;
 pub mod selections;
+pub mod swin;
 
 use std::collections::BTreeMap;
 
@@ -137,7 +138,7 @@ impl FocusDetr {
         }
         let forced = |name: &str| opts.force.get(name);
         let mut cap = Capture::<B>::new(opts.debug);
-        let feats = backbone::forward(b, cfg, &keys.backbone, images)?;
+        let feats = backbone::forward(b, cfg, &keys.backbone, images, &mut cap)?;
         let neck = neck::forward(b, cfg, &keys.neck, &feats)?;
         for (i, n) in neck.iter().enumerate() {
             cap.put(format!("neck_{i}"), n);

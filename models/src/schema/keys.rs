@@ -1,16 +1,35 @@
 //! The whole checkpoint as one typed tree of keys, built from a configuration.
 
 use super::layers::{
-    Backbone, Bottleneck, ConvBn, ConvGn, DecoderLayer, EncoderLayer, Ffn, Linear, MaskPredictor,
-    Mlp, MsDeformAttn, MultiheadAttention, Neck, Norm, Transformer,
+    Bottleneck, ConvBn, ConvGn, DecoderLayer, EncoderLayer, Ffn, Linear, MaskPredictor, Mlp,
+    MsDeformAttn, MultiheadAttention, Neck, Norm, ResNet, Transformer,
 };
+use super::swin::Swin;
 use super::tree::{EntryKind, Param, Path, SchemaEntry, Visit};
-use crate::config::FocusDetrConfig;
+use crate::config::{BackboneConfig, FocusDetrConfig, ResNetConfig, BACKBONE_LEVELS};
+
+/// The backbone's keys (`backbone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backbone {
+    /// detectron2 ResNet.
+    Resnet(ResNet),
+    /// detectron2 SwinTransformer.
+    Swin(Swin),
+}
+
+impl Visit for Backbone {
+    fn visit(&self, out: &mut Vec<SchemaEntry>) {
+        match self {
+            Backbone::Resnet(r) => r.visit(out),
+            Backbone::Swin(s) => s.visit(out),
+        }
+    }
+}
 
 /// The whole checkpoint as a typed tree of keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FocusDetrKeys {
-    /// ResNet backbone.
+    /// ResNet or Swin backbone.
     pub backbone: Backbone,
     /// ChannelMapper neck.
     pub neck: Neck,
@@ -29,58 +48,28 @@ impl FocusDetrKeys {
     pub fn new(cfg: &FocusDetrConfig) -> Self {
         let t = &cfg.transformer;
         let d = t.embed_dim;
-        let bb = &cfg.backbone;
         let b = Path::root("backbone");
-        let stem_ch = bb.stem_channels;
-        let blocks = bb.stage_blocks().unwrap_or([3, 4, 6, 3]);
-        let mut in_ch = stem_ch;
-        let stages = (0..4)
-            .map(|s| {
-                let out = bb.stage_channels(s);
-                let width = out / 4;
-                let stride = if s == 0 { 1 } else { 2 };
-                let sp = b.child(format!("res{}", s + 2));
-                (0..blocks[s])
-                    .map(|i| {
-                        let p = sp.child(i);
-                        let (cin, st) = if i == 0 { (in_ch, stride) } else { (out, 1) };
-                        let blk = Bottleneck {
-                            shortcut: (i == 0)
-                                .then(|| ConvBn::new(&p.child("shortcut"), out, cin, 1, st)),
-                            conv1: ConvBn::new(&p.child("conv1"), width, cin, 1, 1),
-                            conv2: ConvBn::new(&p.child("conv2"), width, width, 3, st),
-                            conv3: ConvBn::new(&p.child("conv3"), out, width, 1, 1),
-                        };
-                        if i + 1 == blocks[s] {
-                            in_ch = out;
-                        }
-                        blk
-                    })
-                    .collect()
-            })
-            .collect();
-        let backbone = Backbone {
-            stem: ConvBn::new(&b.child("stem").child("conv1"), stem_ch, 3, 7, 2),
-            stages,
+        let backbone = match &cfg.backbone {
+            BackboneConfig::Resnet(r) => Backbone::Resnet(resnet_keys(&b, r)),
+            BackboneConfig::Swin(s) => Backbone::Swin(Swin::new(&b, s)),
         };
+        let in_channels = cfg.backbone.out_channels();
 
         let n = Path::root("neck");
-        let backbone_levels = 3; // res3, res4, res5
         let neck = Neck {
-            convs: (0..backbone_levels)
-                .map(|l| {
-                    ConvGn::new(
-                        &n.child("convs").child(l),
-                        d,
-                        bb.stage_channels(l + 1),
-                        1,
-                        1,
-                    )
-                })
+            convs: in_channels
+                .iter()
+                .enumerate()
+                .map(|(l, &cin)| ConvGn::new(&n.child("convs").child(l), d, cin, 1, 1))
                 .collect(),
-            extra_convs: (0..t.num_feature_levels - backbone_levels)
+            extra_convs: (0..t.num_feature_levels - BACKBONE_LEVELS)
                 .map(|l| {
-                    let cin = if l == 0 { bb.stage_channels(3) } else { d };
+                    // The first extra level reads the raw last backbone output.
+                    let cin = if l == 0 {
+                        in_channels[BACKBONE_LEVELS - 1]
+                    } else {
+                        d
+                    };
                     ConvGn::new(&n.child("extra_convs").child(l), d, cin, 3, 2)
                 })
                 .collect(),
@@ -210,5 +199,41 @@ impl FocusDetrKeys {
             alias(&mut out, &enc_head.renamed(&list.child(l)), enc_head);
         }
         out
+    }
+}
+
+/// The keys of a detectron2 ResNet under `backbone`.
+fn resnet_keys(b: &Path, bb: &ResNetConfig) -> ResNet {
+    let stem_ch = bb.stem_channels;
+    let blocks = bb.stage_blocks().unwrap_or([3, 4, 6, 3]);
+    let mut in_ch = stem_ch;
+    let stages = (0..4)
+        .map(|s| {
+            let out = bb.stage_channels(s);
+            let width = out / 4;
+            let stride = if s == 0 { 1 } else { 2 };
+            let sp = b.child(format!("res{}", s + 2));
+            (0..blocks[s])
+                .map(|i| {
+                    let p = sp.child(i);
+                    let (cin, st) = if i == 0 { (in_ch, stride) } else { (out, 1) };
+                    let blk = Bottleneck {
+                        shortcut: (i == 0)
+                            .then(|| ConvBn::new(&p.child("shortcut"), out, cin, 1, st)),
+                        conv1: ConvBn::new(&p.child("conv1"), width, cin, 1, 1),
+                        conv2: ConvBn::new(&p.child("conv2"), width, width, 3, st),
+                        conv3: ConvBn::new(&p.child("conv3"), out, width, 1, 1),
+                    };
+                    if i + 1 == blocks[s] {
+                        in_ch = out;
+                    }
+                    blk
+                })
+                .collect()
+        })
+        .collect();
+    ResNet {
+        stem: ConvBn::new(&b.child("stem").child("conv1"), stem_ch, 3, 7, 2),
+        stages,
     }
 }

@@ -121,14 +121,14 @@ impl Visit for Bottleneck {
 
 /// detectron2 ResNet (`backbone`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backbone {
+pub struct ResNet {
     /// 7×7 stride-2 stem convolution (followed by ReLU and a 3×3 stride-2 max-pool).
     pub stem: ConvBn,
     /// Stages res2..res5.
     pub stages: Vec<Vec<Bottleneck>>,
 }
 
-impl Visit for Backbone {
+impl Visit for ResNet {
     fn visit(&self, out: &mut Vec<SchemaEntry>) {
         self.stem.visit(out);
         self.stages.iter().for_each(|s| s.visit(out));

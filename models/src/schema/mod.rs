@@ -5,12 +5,16 @@
 
 mod keys;
 mod layers;
+mod swin;
 mod tree;
 
-pub use keys::FocusDetrKeys;
+pub use keys::{Backbone, FocusDetrKeys};
 pub use layers::{
-    Backbone, Bottleneck, ConvBn, ConvGn, DecoderLayer, EncoderLayer, Ffn, FrozenBn, Linear,
-    MaskPredictor, Mlp, MsDeformAttn, MultiheadAttention, Neck, Norm, Transformer,
+    Bottleneck, ConvBn, ConvGn, DecoderLayer, EncoderLayer, Ffn, FrozenBn, Linear, MaskPredictor,
+    Mlp, MsDeformAttn, MultiheadAttention, Neck, Norm, ResNet, Transformer,
+};
+pub use swin::{
+    relative_position_index, PatchMerging, Swin, SwinBlock, SwinStage, WindowAttention,
 };
 pub use tree::{EntryKind, Param, SchemaEntry};
 
@@ -73,6 +77,11 @@ impl WeightSchema {
         })
     }
 
+    /// Canonical float entries (what a backend loads; index buffers are left out).
+    pub fn float_entries(&self) -> impl Iterator<Item = &SchemaEntry> {
+        self.canonical().filter(|e| e.is_float())
+    }
+
     /// Total number of elements over canonical entries.
     pub fn canonical_elements(&self) -> usize {
         self.canonical()
@@ -107,6 +116,23 @@ mod tests {
             .sum();
         assert_eq!(params, 49_339_920);
         assert_eq!(s.canonical_elements() - params, 106_240);
+    }
+
+    #[test]
+    fn swin_counts() {
+        // The official state_dicts (tests/data/golden_swin/*_keys.txt): canonical keys include
+        // one int64 relative_position_index per block.
+        for (preset, canonical, blocks) in [
+            ("swin_tiny_224_4scale_36ep", 547, 12),
+            ("swin_base_384_4scale_36ep", 715, 24),
+        ] {
+            let s = WeightSchema::new(&FocusDetrConfig::preset(preset).unwrap());
+            assert_eq!(s.canonical().count(), canonical, "{preset}");
+            assert_eq!(s.aliases().count(), 80, "{preset}");
+            let index = s.canonical().filter(|e| !e.is_float()).count();
+            assert_eq!(index, blocks, "{preset}");
+            assert_eq!(s.float_entries().count(), canonical - blocks, "{preset}");
+        }
     }
 
     #[test]

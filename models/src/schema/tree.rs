@@ -8,6 +8,10 @@ pub enum EntryKind {
     Parameter,
     /// A registered buffer (FrozenBN statistics and affine terms).
     Buffer,
+    /// An int64 buffer whose value the model defines from the config (Swin's
+    /// `relative_position_index`): checkpoints carry it, loaders check it equals
+    /// [`SchemaEntry::fixed_value`], and the model computes it itself.
+    IndexBuffer,
     /// The same tensor as `canonical`, registered under a second module path.
     Alias {
         /// The canonical key.
@@ -22,8 +26,8 @@ pub struct Param {
     pub key: String,
     /// Shape in elements.
     pub shape: Vec<usize>,
-    /// Parameter or buffer.
-    pub buffer: bool,
+    /// Parameter, buffer or index buffer (never an alias).
+    pub kind: EntryKind,
 }
 
 /// One row of the flat schema.
@@ -56,13 +60,37 @@ impl Path {
         Param {
             key: self.child(name).0,
             shape: shape.to_vec(),
-            buffer: false,
+            kind: EntryKind::Parameter,
         }
     }
     pub(super) fn buffer(&self, name: &str, shape: &[usize]) -> Param {
         Param {
-            buffer: true,
+            kind: EntryKind::Buffer,
             ..self.param(name, shape)
+        }
+    }
+    pub(super) fn index_buffer(&self, name: &str, shape: &[usize]) -> Param {
+        Param {
+            kind: EntryKind::IndexBuffer,
+            ..self.param(name, shape)
+        }
+    }
+}
+
+impl SchemaEntry {
+    /// Whether the tensor holds floats (parameters and float buffers; aliases of them).
+    pub fn is_float(&self) -> bool {
+        !matches!(self.kind, EntryKind::IndexBuffer)
+    }
+}
+
+impl Param {
+    /// A float parameter or buffer with this key and shape (for reading tensors by name).
+    pub fn float(key: &str, shape: &[usize]) -> Self {
+        Param {
+            key: key.to_string(),
+            shape: shape.to_vec(),
+            kind: EntryKind::Parameter,
         }
     }
 }
@@ -77,11 +105,7 @@ impl Visit for Param {
         out.push(SchemaEntry {
             key: self.key.clone(),
             shape: self.shape.clone(),
-            kind: if self.buffer {
-                EntryKind::Buffer
-            } else {
-                EntryKind::Parameter
-            },
+            kind: self.kind.clone(),
         });
     }
 }

@@ -1,4 +1,5 @@
-//! Float tensor bytes to f32: the one conversion safetensors files and PyTorch checkpoints share.
+//! Tensor bytes to f32 (float dtypes) or i64 (index buffers): the conversions safetensors files
+//! and PyTorch checkpoints share.
 
 use std::borrow::Cow;
 
@@ -38,4 +39,27 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Cow<'_, [f32]>> {
 
 pub(crate) fn is_float(d: Dtype) -> bool {
     matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
+pub(crate) fn is_int(d: Dtype) -> bool {
+    matches!(d, Dtype::I64 | Dtype::I32)
+}
+
+/// Converts little-endian tensor bytes of an int64 or int32 dtype to i64 values; `None` for
+/// other dtypes.
+pub(crate) fn to_i64(dtype: Dtype, bytes: &[u8]) -> Option<Vec<i64>> {
+    fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        bytes
+            .chunks_exact(N)
+            .map(|c| c.try_into().unwrap_or([0; N]))
+    }
+    match dtype {
+        Dtype::I64 => Some(words::<8>(bytes).map(i64::from_le_bytes).collect()),
+        Dtype::I32 => Some(
+            words::<4>(bytes)
+                .map(|w| i32::from_le_bytes(w).into())
+                .collect(),
+        ),
+        _ => None,
+    }
 }

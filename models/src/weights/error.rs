@@ -81,12 +81,26 @@ pub enum Problem {
         /// Shape in the file.
         found: Vec<usize>,
     },
-    /// The dtype is not a float type we read.
+    /// The dtype is not one we read for this tensor (a float type, or an integer type for
+    /// index buffers).
     WrongDtype {
         /// The key.
         key: String,
         /// Dtype in the file.
         found: String,
+        /// Whether the schema expects integers (an index buffer).
+        integer: bool,
+    },
+    /// An index buffer holds other values than the model defines.
+    WrongValue {
+        /// The key.
+        key: String,
+        /// The first differing element (row-major).
+        index: usize,
+        /// The value there (`None`: the tensor is shorter).
+        found: Option<i64>,
+        /// The defined value.
+        expected: i64,
     },
     /// A state-dict entry holds something other than a tensor.
     NotATensor {
@@ -121,9 +135,32 @@ impl fmt::Display for Problem {
                 shape_to_string(expected),
                 shape_to_string(found)
             ),
-            Problem::WrongDtype { key, found } => write!(
+            Problem::WrongDtype {
+                key,
+                found,
+                integer: false,
+            } => write!(
                 f,
                 "wrong dtype for `{key}`: found {found}, expected a float type (F32, F16, BF16 or F64)"
+            ),
+            Problem::WrongDtype {
+                key,
+                found,
+                integer: true,
+            } => write!(
+                f,
+                "wrong dtype for `{key}`: found {found}, expected an integer index buffer (I64 or I32)"
+            ),
+            Problem::WrongValue {
+                key,
+                index,
+                found,
+                expected,
+            } => write!(
+                f,
+                "`{key}` holds other values than the model defines: element {index} is {}, \
+                 expected {expected}",
+                found.map_or_else(|| "missing".to_string(), |v| v.to_string())
             ),
             Problem::NotATensor { key, found } => {
                 write!(f, "`{key}` holds {found}, expected a tensor")

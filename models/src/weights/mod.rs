@@ -13,7 +13,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::checkpoint::{CheckpointOptions, PthCheckpoint};
 use crate::schema::{Param, WeightSchema};
-use dtype::is_float;
+use dtype::{is_float, is_int};
 pub(crate) mod dtype;
 mod error;
 mod write;
@@ -22,6 +22,7 @@ pub use dtype::to_f32;
 pub use error::{Problem, WeightError};
 pub use write::{
     output_tempfile_builder, write_atomically, write_atomically_with, write_f32_safetensors,
+    write_safetensors, TensorValues,
 };
 
 /// Where one tensor lives in the mapping.
@@ -113,6 +114,18 @@ impl SafetensorsFile {
             })?;
         Ok(to_f32(e.dtype, &self.mmap[e.bytes.clone()]))
     }
+
+    /// A tensor's dtype and raw little-endian bytes.
+    pub fn read_bytes(&self, key: &str) -> Result<(Dtype, Cow<'_, [u8]>), WeightError> {
+        let e = self
+            .infos
+            .get(key)
+            .ok_or_else(|| WeightError::NoSuchTensor {
+                path: self.path.clone(),
+                key: key.to_string(),
+            })?;
+        Ok((e.dtype, Cow::Borrowed(&self.mmap[e.bytes.clone()])))
+    }
 }
 
 /// A weight file of either kind, before any schema check.
@@ -178,6 +191,15 @@ impl WeightFile {
             WeightFile::Safetensors(f) => f.read_f32(key),
             WeightFile::Pytorch(c) => c.read_f32(key),
         }
+    }
+
+    /// An integer tensor's values as i64 (int64 or int32 stored); `None` for other dtypes.
+    pub fn read_i64(&self, key: &str) -> Result<Option<Vec<i64>>, WeightError> {
+        let (dtype, bytes) = match self {
+            WeightFile::Safetensors(f) => f.read_bytes(key)?,
+            WeightFile::Pytorch(c) => c.read_bytes(key)?,
+        };
+        Ok(dtype::to_i64(dtype, &bytes))
     }
 
     /// State-dict entries that are not tensors (a PyTorch checkpoint's), with what they hold.
@@ -260,10 +282,11 @@ pub fn check(
             });
             continue;
         };
-        if !is_float(dtype) {
+        if is_float(dtype) != entry.is_float() || !(is_float(dtype) || is_int(dtype)) {
             problems.push(Problem::WrongDtype {
                 key: key.to_string(),
                 found: format!("{dtype:?}"),
+                integer: !entry.is_float(),
             });
         } else if shape != entry.shape.as_slice() {
             problems.push(Problem::WrongShape {
@@ -292,6 +315,24 @@ pub fn check(
                         shape: e.shape.clone(),
                     });
                 }
+            }
+            Some(keys) if !e.is_float() => {
+                // An index buffer: the values the model defines, and nothing else.
+                let key = keys[0];
+                let found = file.read_i64(key)?.unwrap_or_default();
+                if let Some(expected) = e.fixed_value() {
+                    if let Some(i) =
+                        (0..expected.len()).find(|&i| found.get(i) != Some(&expected[i]))
+                    {
+                        problems.push(Problem::WrongValue {
+                            key: key.to_string(),
+                            index: i,
+                            found: found.get(i).copied(),
+                            expected: expected[i],
+                        });
+                    }
+                }
+                source.insert(e.key.clone(), key.to_string());
             }
             Some(keys) => {
                 // Prefer the canonical name; otherwise the first alias.

@@ -1,5 +1,5 @@
-//! Writing files atomically (a temporary file in the same folder, then a rename), and f32
-//! tensors as safetensors.
+//! Writing files atomically (a temporary file in the same folder, then a rename), and f32 /
+//! int64 tensors as safetensors.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,11 +10,35 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use super::error::WeightError;
 
+/// The values of a tensor to write.
+#[derive(Clone, Copy)]
+pub enum TensorValues<'a> {
+    /// float32.
+    F32(&'a [f32]),
+    /// int64 (index buffers).
+    I64(&'a [i64]),
+}
+
 /// Writes f32 tensors to `path` atomically (temporary file in the same folder, then rename).
 /// Tensor order in the file is safetensors' canonical one, so the bytes depend only on the input.
 pub fn write_f32_safetensors<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    metadata: Option<(String, String)>,
+) -> Result<(), WeightError> {
+    write_safetensors(
+        path,
+        tensors
+            .into_iter()
+            .map(|(k, s, d)| (k, s, TensorValues::F32(d))),
+        metadata,
+    )
+}
+
+/// [`write_f32_safetensors`] for tensors of either element type.
+pub fn write_safetensors<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], TensorValues<'a>)>,
     metadata: Option<(String, String)>,
 ) -> Result<(), WeightError> {
     let io = |source| WeightError::Io {
@@ -24,7 +48,11 @@ pub fn write_f32_safetensors<'a>(
     let views = tensors
         .into_iter()
         .map(|(k, shape, data)| {
-            TensorView::new(Dtype::F32, shape.to_vec(), bytemuck::cast_slice(data))
+            let (dtype, bytes): (Dtype, &[u8]) = match data {
+                TensorValues::F32(d) => (Dtype::F32, bytemuck::cast_slice(d)),
+                TensorValues::I64(d) => (Dtype::I64, bytemuck::cast_slice(d)),
+            };
+            TensorView::new(dtype, shape.to_vec(), bytes)
                 .map(|v| (k.to_string(), v))
                 .map_err(|e| WeightError::Format {
                     path: path.to_path_buf(),
