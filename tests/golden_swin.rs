@@ -78,11 +78,16 @@ impl Model {
 
     /// This model exported with `flags` (`--debug` added).
     fn export(self, flags: &[&str], file: &str) -> ExportedModel {
+        self.export_as(&[&["--debug"], flags].concat(), file)
+    }
+
+    /// This model exported with exactly `flags`.
+    fn export_as(self, flags: &[&str], file: &str) -> ExportedModel {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}_{file}", self.prefix));
         let mut cmd = common::cli();
         cmd.arg("--weights")
             .arg(self.weights())
-            .args(["--config", self.preset, "--debug", "-o"])
+            .args(["--config", self.preset, "-o"])
             .arg(&out)
             .args(flags);
         let (ok, _, stderr) = common::output(cmd);
@@ -307,4 +312,32 @@ fn swin_t_exports_match_the_official_code_on_ort_and_tract() {
 #[test]
 fn swin_b_exports_match_the_official_code_on_ort_and_tract() {
     exported(SWIN_B);
+}
+
+#[test]
+fn swin_t_exports_are_byte_identical_checked_and_tensorrt_clean() {
+    let a = SWIN_T.export_as(&[], "twice_a.onnx");
+    let b = SWIN_T.export_as(&[], "twice_b.onnx");
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "two Swin-T exports differ"
+    );
+    common::run_python_on_model(
+        "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok')",
+        &a,
+    );
+    drop((a, b));
+    for flags in [
+        &["--target", "tensorrt"][..],
+        &["--target", "tensorrt", "--precision", "fp16"][..],
+    ] {
+        let m = SWIN_T.export_as(flags, "trt.onnx");
+        let r = focus_exporters::lint::lint_tensorrt_file(&m).unwrap();
+        assert!(
+            r.ok() && r.undecided.is_empty(),
+            "{flags:?}: {:#?} {:?}",
+            r.violations,
+            r.undecided
+        );
+    }
 }
