@@ -53,14 +53,7 @@ fn image_of(m: &TensorMap, i: usize, batch: usize) -> TensorMap {
     m.iter()
         .filter(|(_, t)| t.shape.first() == Some(&batch))
         .map(|(k, t)| {
-            let per: usize = t.shape[1..].iter().product();
-            let mut shape = t.shape.clone();
-            shape[0] = 1;
-            let part = match (t.as_f32(), t.as_i64()) {
-                (Some(v), _) => HostTensor::f32(shape, v[i * per..(i + 1) * per].to_vec()),
-                (_, Some(v)) => HostTensor::i64(shape, v[i * per..(i + 1) * per].to_vec()),
-                _ => unreachable!("float or int64 outputs only"),
-            };
+            let part = golden::batch_row(t, i).expect("float or int64 outputs only");
             (k.clone(), part)
         })
         .collect()

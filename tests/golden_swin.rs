@@ -15,7 +15,7 @@ use focus_export::runtimes::ort::{OrtOptions, OrtRuntime, Provider};
 use focus_export::runtimes::torch::{TorchOptions, TorchRuntime};
 use focus_export::runtimes::tract::{TractOptions, TractRuntime};
 use focus_export::runtimes::Runtime;
-use focus_export::tensors::{read_tensors, HostTensor, TensorMap};
+use focus_export::tensors::{read_tensors, TensorMap};
 use focus_models::model::selections::Forcible;
 use focus_models::schema::shape_to_string;
 use focus_models::{synth, FocusDetrConfig, WeightSchema, Weights};
@@ -137,13 +137,8 @@ fn image_of(m: &TensorMap, i: usize) -> TensorMap {
             continue;
         }
         if t.shape.first() == Some(&2) && !matches!(k.as_str(), "enc_k_per_layer") {
-            let per: usize = t.shape[1..].iter().product();
-            let mut shape = t.shape.clone();
-            shape[0] = 1;
-            let part = match (t.as_f32(), t.as_i64()) {
-                (Some(v), _) => HostTensor::f32(shape, v[i * per..(i + 1) * per].to_vec()),
-                (_, Some(v)) => HostTensor::i64(shape, v[i * per..(i + 1) * per].to_vec()),
-                _ => continue,
+            let Some(part) = golden::batch_row(t, i) else {
+                continue;
             };
             out.insert(k.clone(), part);
         } else {

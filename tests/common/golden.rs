@@ -23,6 +23,19 @@ pub const CASES: [&str; 4] = [
     "rocket_800x1184",
 ];
 
+/// Row `i` of a batch-first float or int64 tensor, as a batch of one (None for other dtypes).
+pub fn batch_row(t: &HostTensor, i: usize) -> Option<HostTensor> {
+    let per: usize = t.shape[1..].iter().product();
+    let mut shape = t.shape.clone();
+    shape[0] = 1;
+    let rows = i * per..(i + 1) * per;
+    match (t.as_f32(), t.as_i64()) {
+        (Some(v), _) => Some(HostTensor::f32(shape, v[rows].to_vec())),
+        (_, Some(v)) => Some(HostTensor::i64(shape, v[rows].to_vec())),
+        _ => None,
+    }
+}
+
 /// The seed-0 R50 weights, written once per test target directory.
 pub fn weights_file() -> &'static PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
