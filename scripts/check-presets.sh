@@ -2,8 +2,9 @@
 # Every built-in preset end to end (issue 27), at the model's own input size: synthetic weights
 # (init-weights --seed 0), the forcing export (--debug --selection-inputs), then `check` with ONNX
 # Runtime and with tract on photos, the forced pass judged at full budget. Too slow for CI at
-# this size (about 25 min on 2 cores; tests/presets.rs runs the models no golden covers on a
-# smaller input); run it after touching the backbone, a preset or the export.
+# this size (about 50 min on 2 cores: tract 140-240 s a preset, ORT 10-40 s; tests/presets.rs
+# runs the models no golden covers on a smaller input); run it after touching the backbone, a
+# preset or the export.
 #
 #   bash scripts/check-presets.sh [--images DIR] [--preset NAME]... [--threads N] [--out DIR]
 #
