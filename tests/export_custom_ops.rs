@@ -139,13 +139,7 @@ fn the_lint_reports_the_default_export_for_topk_only() {
 #[test]
 fn the_tensorrt_export_is_valid_and_refused_by_cpu_runtimes_with_advice() {
     let m = golden::export_model(&["--target", "tensorrt"], "tensorrt.onnx");
-    let r = focus_exporters::lint::lint_tensorrt_file(&m).unwrap();
-    assert!(
-        r.ok() && r.undecided.is_empty(),
-        "{:#?} {:?}",
-        r.violations,
-        r.undecided
-    );
+    common::assert_tensorrt_clean(&m, "--target tensorrt");
     let script = r#"
 import onnx, sys
 m = onnx.load(sys.argv[1])

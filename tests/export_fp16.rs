@@ -56,13 +56,7 @@ fn the_fp16_export_is_valid_deterministic_and_about_half_the_size() {
         &["--target", "tensorrt", "--precision", "fp16"],
         "fp16_trt.onnx",
     );
-    let r = focus_exporters::lint::lint_tensorrt_file(&trt).unwrap();
-    assert!(
-        r.ok() && r.undecided.is_empty(),
-        "{:#?} {:?}",
-        r.violations,
-        r.undecided
-    );
+    common::assert_tensorrt_clean(&trt, "--target tensorrt --precision fp16");
     let opts = OrtOptions {
         provider: Provider::Cpu,
         threads: Some(1),

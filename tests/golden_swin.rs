@@ -327,12 +327,6 @@ fn swin_t_exports_are_byte_identical_checked_and_tensorrt_clean() {
         &["--target", "tensorrt", "--precision", "fp16"][..],
     ] {
         let m = SWIN_T.export_as(flags, "trt.onnx");
-        let r = focus_exporters::lint::lint_tensorrt_file(&m).unwrap();
-        assert!(
-            r.ok() && r.undecided.is_empty(),
-            "{flags:?}: {:#?} {:?}",
-            r.violations,
-            r.undecided
-        );
+        common::assert_tensorrt_clean(&m, &flags.join(" "));
     }
 }

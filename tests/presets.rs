@@ -6,7 +6,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::golden::ExportedModel;
 
 use focus_models::FocusDetrConfig;
 
@@ -76,16 +78,8 @@ fn every_preset_builds_a_model_that_a_test_checks() {
 
 /// A scratch file of this test binary, removed when dropped (Swin-L's weights and model are
 /// 0.9 GB each).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
-    Scratch(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("presets_{name}")))
+fn scratch(name: &str) -> ExportedModel {
+    ExportedModel::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("presets_{name}")))
 }
 
 /// Synthetic weights for `preset`, its forcing export, and `check` on a photo with each runtime.
@@ -105,15 +99,15 @@ fn exports_and_passes_check(preset: &str) {
     let weights = scratch(&format!("{preset}.safetensors"));
     let mut cmd = common::cli();
     cmd.args(["init-weights", "--seed", "0", "--config", preset, "-o"])
-        .arg(&weights.0);
+        .arg(&*weights);
     let (ok, _, stderr) = common::output(cmd);
     assert!(ok, "{preset}: init-weights failed: {stderr}");
     let model = scratch(&format!("{preset}.onnx"));
     let mut cmd = common::cli();
     cmd.arg("--weights")
-        .arg(&weights.0)
+        .arg(&*weights)
         .args(["--config", preset, "--debug", "--selection-inputs", "-o"])
-        .arg(&model.0);
+        .arg(&*model);
     let (ok, _, stderr) = common::output(cmd);
     assert!(ok, "{preset}: export failed: {stderr}");
 
@@ -121,11 +115,11 @@ fn exports_and_passes_check(preset: &str) {
         let report = dir.join(format!("{runtime}.json"));
         let mut cmd = common::cli();
         cmd.args(["check", "--runtime", runtime, "--threads", "2", "--weights"])
-            .arg(&weights.0)
+            .arg(&*weights)
             .arg("--config")
             .arg(&small)
             .arg("--model")
-            .arg(&model.0)
+            .arg(&*model)
             .arg("--images")
             .arg(&dir)
             .arg("--report")

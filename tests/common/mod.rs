@@ -185,6 +185,18 @@ pub fn assert_self_contained_html(text: &str) {
     assert!(elements > 10, "an almost empty page");
 }
 
+/// Asserts the TensorRT lint finds no violation and leaves nothing undecided in `model`.
+#[allow(dead_code)]
+pub fn assert_tensorrt_clean(model: &std::path::Path, what: &str) {
+    let r = focus_exporters::lint::lint_tensorrt_file(model).unwrap();
+    assert!(
+        r.ok() && r.undecided.is_empty(),
+        "{what}: {:#?} {:?}",
+        r.violations,
+        r.undecided
+    );
+}
+
 /// Runs `script` with the pinned Python (.venv, with `onnx`) on `model` (`sys.argv[1]`) and
 /// asserts that it succeeds; returns its stdout.
 #[allow(dead_code)]
