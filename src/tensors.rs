@@ -7,6 +7,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
+use focus_models::finite::NonFinite;
+
 /// Errors of reading or writing tensor files.
 #[derive(Debug, thiserror::Error)]
 pub enum TensorFileError {
@@ -82,6 +84,11 @@ impl HostTensor {
         }
     }
 
+    /// Its NaN and ±Inf values (float tensors); `None` when every value is finite.
+    pub fn non_finite(&self) -> Option<NonFinite> {
+        NonFinite::scan(self.as_f32()?, &self.shape)
+    }
+
     fn dtype_and_bytes(&self) -> (Dtype, Vec<u8>) {
         match &self.data {
             HostData::F32(v) => (Dtype::F32, bytemuck::cast_slice(v).to_vec()),
@@ -93,6 +100,14 @@ impl HostTensor {
 
 /// Named tensors, sorted by name.
 pub type TensorMap = BTreeMap<String, HostTensor>;
+
+/// The tensors of `tensors` that hold NaN or ±Inf, by name.
+pub fn non_finite(tensors: &TensorMap) -> Vec<(&str, NonFinite)> {
+    tensors
+        .iter()
+        .filter_map(|(k, t)| Some((k.as_str(), t.non_finite()?)))
+        .collect()
+}
 
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors(path: &Path) -> Result<TensorMap, TensorFileError> {

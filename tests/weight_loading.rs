@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::pth::Value;
 use focus_models::weights::{Problem, WeightError};
 use focus_models::{synth, WeightSchema, Weights};
 use safetensors::tensor::{Dtype, TensorView};
@@ -247,5 +248,188 @@ fn index_buffers_must_hold_the_defined_values() {
             .any(|t| t
                 .contains("missing key `backbone.layers.3.blocks.1.attn.relative_position_index`")),
         "{text:?}"
+    );
+}
+
+#[test]
+fn non_finite_weights_are_refused_by_name_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tiny model on small photos, so that `check` below takes a second.
+    let cfg_path = dir.path().join("tiny_small.json");
+    let small = common::TINY_CONFIG_JSON
+        .trim_end()
+        .trim_end_matches('}')
+        .to_string()
+        + r#", "preprocess": {"min_size": 96, "max_size": 128}}"#;
+    std::fs::write(&cfg_path, small).unwrap();
+    let schema = WeightSchema::new(&common::tiny_config());
+    let mut raw = tiny_raw(&schema);
+    let set = |raw: &mut Raw, key: &str, flat: usize, v: f32| {
+        let t = raw.get_mut(key).unwrap_or_else(|| panic!("no {key}"));
+        t.2[flat * 4..flat * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    };
+    // The issue's case (one NaN in a norm bias), and a conv weight with two infinities.
+    set(&mut raw, "backbone.res2.0.conv2.norm.bias", 0, f32::NAN);
+    let conv = "backbone.res2.0.conv2.weight";
+    let shape = raw[conv].1.clone();
+    let (c, k) = (shape[1] * shape[2] * shape[3], shape[2] * shape[3]);
+    set(&mut raw, conv, c + k + 1, f32::INFINITY);
+    set(&mut raw, conv, c + 2 * k, f32::NEG_INFINITY);
+    let path = dir.path().join("nan.safetensors");
+    write(&path, &raw);
+    let before = std::fs::read(&path).unwrap();
+    // The same tensors as a PyTorch checkpoint, for `convert`.
+    let values: Vec<(String, Vec<usize>, Vec<f32>)> = raw
+        .iter()
+        .map(|(k, (_, shape, b))| {
+            let v = b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            (k.clone(), shape.clone(), v.collect())
+        })
+        .collect();
+    let entries: Vec<(&str, Value)> = values
+        .iter()
+        .map(|(k, shape, v)| (k.as_str(), Value::F32(shape, v)))
+        .collect();
+    let pth = dir.path().join("nan.pth");
+    common::pth::write(&pth, &entries, true, "little");
+
+    match Weights::load(&path, &schema, "tiny") {
+        Err(WeightError::NonFinite { tensors, .. }) => {
+            let keys: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["backbone.res2.0.conv2.norm.bias", conv]);
+            assert_eq!(
+                (tensors[0].1.nan, tensors[0].1.first.as_slice()),
+                (1, &[0][..])
+            );
+            assert_eq!(tensors[1].1.first, vec![1, 1, 0, 1]);
+            assert_eq!((tensors[1].1.pos_inf, tensors[1].1.neg_inf), (1, 1));
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("weights holding NaN loaded"),
+    }
+
+    // Every command that reads weights refuses the file, naming each tensor and its first
+    // index, and writes nothing; --allow-nonfinite accepts it (names --check still says so).
+    let onnx = dir.path().join("m.onnx");
+    let st = dir.path().join("c.safetensors");
+    let commands: [(&str, Vec<&std::ffi::OsStr>, Option<&Path>); 3] = [
+        (
+            "names",
+            vec!["names".as_ref(), "--check".as_ref(), path.as_os_str()],
+            None,
+        ),
+        (
+            "export",
+            vec![
+                "--weights".as_ref(),
+                path.as_os_str(),
+                "-o".as_ref(),
+                onnx.as_os_str(),
+            ],
+            Some(&onnx),
+        ),
+        (
+            "convert",
+            vec![
+                "convert".as_ref(),
+                pth.as_os_str(),
+                "-o".as_ref(),
+                st.as_os_str(),
+            ],
+            Some(&st),
+        ),
+    ];
+    for (what, args, output) in &commands {
+        let mut cmd = common::cli();
+        cmd.args(args).arg("--config").arg(&cfg_path);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        for want in [
+            if *what == "convert" {
+                "nan.pth"
+            } else {
+                "nan.safetensors"
+            },
+            "2 tensors hold NaN or infinite values",
+            "`backbone.res2.0.conv2.norm.bias`: 1 NaN, the first at [0]",
+            "`backbone.res2.0.conv2.weight`: 1 +Inf, 1 -Inf, the first at [1, 1, 0, 1]",
+            "--allow-nonfinite",
+        ] {
+            assert!(stderr.contains(want), "{what}: no {want:?} in {stderr}");
+        }
+        assert!(!output.is_some_and(Path::exists), "{what} wrote a file");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{what} changed its input"
+        );
+
+        let mut cmd = common::cli();
+        cmd.args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--allow-nonfinite");
+        let (ok, stdout, stderr) = common::output(cmd);
+        assert!(ok, "{what} --allow-nonfinite: {stderr}");
+        if *what == "names" {
+            assert!(
+                stdout.contains("warning  `backbone.res2.0.conv2.norm.bias` holds 1 NaN"),
+                "{stdout}"
+            );
+        }
+    }
+    assert!(onnx.exists() && st.exists());
+
+    // The model of those weights computes NaN: `check` fails each such tensor by name (not
+    // as a number), and `run` warns per output.
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join(".runtimes/photos");
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(photos.join("astronaut.png"), images.join("astronaut.png")).unwrap();
+    let mut cmd = common::cli();
+    cmd.args([
+        "check",
+        "--runtime",
+        "ort",
+        "--threads",
+        "2",
+        "--allow-nonfinite",
+        "--weights",
+    ])
+    .arg(&path)
+    .arg("--model")
+    .arg(&onnx)
+    .arg("--config")
+    .arg(&cfg_path)
+    .arg("--images")
+    .arg(&images);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pred_logits") && stdout.contains("non-finite values: here "),
+        "{stdout}"
+    );
+    let mut cmd = common::cli();
+    cmd.args(["check", "--runtime", "ort", "--weights"])
+        .arg(&path)
+        .arg("--model")
+        .arg(&onnx)
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--images")
+        .arg(&images);
+    let (ok, _, stderr) = common::output(cmd);
+    assert!(
+        !ok && stderr.contains("--allow-nonfinite loads them anyway"),
+        "check read the weights: {stderr}"
     );
 }

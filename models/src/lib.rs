@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod finite;
 pub mod model;
 pub mod postprocess;
 pub mod schema;
@@ -16,4 +17,4 @@ pub mod weights;
 
 pub use config::{ConfigError, FocusDetrConfig};
 pub use schema::{FocusDetrKeys, WeightSchema};
-pub use weights::{WeightError, Weights};
+pub use weights::{LoadOptions, WeightError, Weights};

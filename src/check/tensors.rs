@@ -123,20 +123,33 @@ pub fn tensor_report(name: &str, a: &HostTensor, r: &HostTensor, b: &Budgets) ->
     let (av, rv) = (f64s(a), f64s(r));
     let n = av.len().max(1) as f64;
     let (mut max_abs, mut sum_abs, mut max_rel, mut sum_rel) = (0f64, 0f64, 0f64, 0f64);
-    let mut nan = false;
-    for (x, y) in av.iter().zip(&rv) {
+    // NaN and ±Inf are not numbers to subtract: the statistics cover the pairs where both
+    // values are finite, and any non-finite value on either side fails the tensor by name.
+    for (x, y) in av
+        .iter()
+        .zip(&rv)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+    {
         let d = (x - y).abs();
-        if d.is_nan() {
-            nan = true;
-            continue;
-        }
         let rel = d / y.abs().max(1e-6);
         max_abs = max_abs.max(d);
         sum_abs += d;
         max_rel = max_rel.max(rel);
         sum_rel += rel;
     }
-    let within = !nan && tol.map_or(max_abs == 0.0, |t| max_abs <= t);
+    let (ours, reference) = (a.non_finite(), r.non_finite());
+    let note = (ours.is_some() || reference.is_some()).then(|| {
+        let side = |n: &Option<focus_models::finite::NonFinite>| {
+            n.as_ref()
+                .map_or_else(|| "finite".to_string(), ToString::to_string)
+        };
+        format!(
+            "non-finite values: here {}; reference {}",
+            side(&ours),
+            side(&reference)
+        )
+    });
+    let within = note.is_none() && tol.map_or(max_abs == 0.0, |t| max_abs <= t);
     TensorReport {
         name: name.into(),
         max_abs,
@@ -145,18 +158,20 @@ pub fn tensor_report(name: &str, a: &HostTensor, r: &HostTensor, b: &Budgets) ->
         mean_rel: sum_rel / n,
         tolerance: tol,
         status: if within { Status::Pass } else { Status::Fail },
-        note: nan.then(|| "NaN where the reference has a number (or the reverse)".into()),
+        note,
     }
 }
 
 /// The post-processed top-300 list (`scores`, `labels`, `boxes_xyxy`) is itself a top-k over
 /// queries × classes: near-equal scores may trade places, so its entries are judged by
-/// detection matching, not position by position. Other tensors: [`tensor_report`].
+/// detection matching, not position by position (a list holding NaN or ±Inf still fails).
+/// Other tensors: [`tensor_report`].
 pub fn final_list_report(name: &str, a: &HostTensor, r: &HostTensor, b: &Budgets) -> TensorReport {
     let mut t = tensor_report(name, a, r, b);
     if matches!(name, "scores" | "labels" | "boxes_xyxy")
         && t.status == Status::Fail
         && t.max_abs.is_finite()
+        && t.note.is_none()
     {
         t.status = Status::Explained;
         t.note = Some("positions of the final list; judged by detection matching".into());

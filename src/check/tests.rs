@@ -138,6 +138,38 @@ fn tensors_are_judged_by_named_tolerances() {
 }
 
 #[test]
+fn non_finite_outputs_fail_by_name_instead_of_being_compared() {
+    let mut reference = TensorMap::new();
+    reference.insert("pred_logits".into(), f(vec![3], vec![1.0, 2.0, 3.0]));
+    reference.insert("scores".into(), f(vec![2], vec![0.5, f32::NAN]));
+    reference.insert("pred_boxes".into(), f(vec![2], vec![f32::NAN, 0.5]));
+    let mut ours = TensorMap::new();
+    ours.insert(
+        "pred_logits".into(),
+        f(vec![3], vec![1.0, f32::INFINITY, 3.0]),
+    );
+    // The final list: a position swap there is explained, a NaN is not.
+    ours.insert("scores".into(), f(vec![2], vec![0.5, f32::NAN]));
+    // NaN on both sides at the same place is still not a pass.
+    ours.insert("pred_boxes".into(), f(vec![2], vec![f32::NAN, 0.5]));
+    let rep = compare("t", &ours, &reference, None, &FP32);
+    let by = |n: &str| rep.tensors.iter().find(|t| t.name == n).unwrap();
+    let logits = by("pred_logits");
+    assert_eq!(logits.status, Status::Fail);
+    assert_eq!(logits.max_abs, 0.0, "statistics over the finite pairs only");
+    let note = logits.note.as_deref().unwrap();
+    assert!(
+        note.contains("here 1 +Inf, the first at [1]") && note.contains("reference finite"),
+        "{note}"
+    );
+    assert_eq!(by("scores").status, Status::Fail);
+    assert_eq!(by("pred_boxes").status, Status::Fail);
+    let note = by("pred_boxes").note.as_deref().unwrap();
+    assert!(note.contains("reference 1 NaN, the first at [0]"), "{note}");
+    assert_eq!(rep.status, Status::Fail);
+}
+
+#[test]
 fn per_token_tensors_are_compared_token_by_token() {
     let mut reference = TensorMap::new();
     reference.insert("fg_logits".into(), f(vec![1, 3], vec![0.5, 0.5, 0.1]));

@@ -46,6 +46,28 @@ impl ConfigArg {
     }
 }
 
+/// How a weight file is read and what it may hold (every command that loads weights).
+#[derive(Args, Clone, Copy, Default)]
+pub struct WeightOptionsArg {
+    /// Take the EMA weights of a PyTorch checkpoint (`ema_state`) instead of the trained ones.
+    #[arg(long)]
+    pub ema: bool,
+    /// Load weights that hold NaN or infinite values (refused by default, naming each tensor:
+    /// every output of a model built from them is NaN).
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+}
+
+impl WeightOptionsArg {
+    /// The loader's options.
+    pub fn options(&self) -> focus_models::LoadOptions {
+        focus_models::LoadOptions {
+            checkpoint: focus_models::checkpoint::CheckpointOptions { ema: self.ema },
+            allow_nonfinite: self.allow_nonfinite,
+        }
+    }
+}
+
 /// How to build a runtime: what it loads and its execution options (shared by `run`, `bench`,
 /// `check` and `predict`).
 #[derive(Args, Clone)]
@@ -58,6 +80,8 @@ pub struct RuntimeArgs {
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub weight_options: WeightOptionsArg,
     /// ONNX Runtime execution provider.
     #[arg(long, value_enum, default_value = "cpu")]
     pub provider: ProviderKind,
@@ -159,6 +183,7 @@ impl RuntimeArgs {
         Ok(Box::new(TorchRuntime::open(
             cfg,
             weights,
+            self.weight_options.options(),
             &self.device,
             self.threads,
             model,

@@ -12,12 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use safetensors::tensor::{Dtype, View};
 
-use focus_models::checkpoint::CheckpointOptions;
 use focus_models::schema::Param;
 use focus_models::weights::WeightFile;
 use focus_models::{WeightSchema, Weights};
 
-use super::args::ConfigArg;
+use super::args::{ConfigArg, WeightOptionsArg};
 use super::export::sha256_file;
 
 /// The metadata entry that names the source of a converted file.
@@ -34,9 +33,8 @@ pub struct ConvertArgs {
     output: PathBuf,
     #[command(flatten)]
     config: ConfigArg,
-    /// Convert the EMA weights (`ema_state`) instead of the trained ones.
-    #[arg(long)]
-    ema: bool,
+    #[command(flatten)]
+    weight_options: WeightOptionsArg,
 }
 
 /// One canonical tensor, read from the checkpoint when the writer asks for its bytes.
@@ -92,8 +90,12 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
-    let options = CheckpointOptions { ema: args.ema };
-    let weights = Weights::load_with(&args.input, &schema, &cfg.name, options)?;
+    let weights = Weights::load_with(
+        &args.input,
+        &schema,
+        &cfg.name,
+        args.weight_options.options(),
+    )?;
     let WeightFile::Pytorch(checkpoint) = weights.file() else {
         bail!(
             "{} is a safetensors file already: convert reads PyTorch checkpoints (.pth, .pt, or a .zip holding one)",
@@ -108,7 +110,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
         args.input
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        if args.ema { " ema" } else { "" }
+        if args.weight_options.ema { " ema" } else { "" }
     );
     let error = RefCell::new(None);
     let tensors: Vec<(String, LazyTensor)> = schema

@@ -11,7 +11,7 @@ use clap::Args;
 use focus_models::model::selections::Forcible;
 use focus_models::{weights, WeightSchema, Weights};
 
-use super::args::ConfigArg;
+use super::args::{ConfigArg, WeightOptionsArg};
 
 /// Arguments of the default action, exporting ONNX.
 #[derive(Args)]
@@ -20,9 +20,8 @@ pub struct ExportArgs {
     /// (.pth, or a .zip release archive holding one).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Export the EMA weights of a PyTorch checkpoint (`ema_state`) instead of the trained ones.
-    #[arg(long)]
-    pub ema: bool,
+    #[command(flatten)]
+    pub weight_options: WeightOptionsArg,
     #[command(flatten)]
     pub config: ConfigArg,
     /// Output ONNX file.
@@ -100,8 +99,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
     step("loading the weights");
-    let options = focus_models::checkpoint::CheckpointOptions { ema: args.ema };
-    let w = Weights::load_with(&weights, &schema, &cfg.name, options)?;
+    let w = Weights::load_with(&weights, &schema, &cfg.name, args.weight_options.options())?;
     step("hashing the weights");
     let sha = sha256_file(&weights)?;
     let opts = focus_exporters::ExportOptions {

@@ -22,7 +22,7 @@ use focus_exporters::precision::Precision;
 use focus_exporters::Target;
 use focus_models::weights::write_atomically;
 
-use super::args::{runtime_word, ConfigArg, Int8Args, RuntimeArgs};
+use super::args::{runtime_word, ConfigArg, Int8Args, RuntimeArgs, WeightOptionsArg};
 
 /// Arguments of `matrix`.
 #[derive(Args)]
@@ -32,6 +32,8 @@ pub struct MatrixArgs {
     weights: PathBuf,
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    weight_options: WeightOptionsArg,
     /// COCO annotation file of the images (with --coco-images): adds AP and ΔAP.
     #[arg(long, requires = "coco_images", conflicts_with = "images")]
     coco_ann: Option<PathBuf>,
@@ -412,6 +414,7 @@ fn runtime_args(ctx: &Matrix, model: Option<&Path>) -> RuntimeArgs {
         weights: Some(ctx.args.weights.clone()),
         model: model.map(Path::to_path_buf),
         config: ctx.args.config.clone(),
+        weight_options: ctx.args.weight_options,
         provider: ProviderKind::Cpu,
         fp16: false,
         engine_cache: None,
@@ -488,7 +491,7 @@ fn file_mb(p: &Path) -> Option<f64> {
 fn export(ctx: &Matrix, cell: &Cell, output: &Path, debug: bool) -> Result<()> {
     let args = super::export::ExportArgs {
         weights: Some(ctx.args.weights.clone()),
-        ema: false,
+        weight_options: ctx.args.weight_options,
         config: ctx.args.config.clone(),
         output: output.to_path_buf(),
         opset: focus_exporters::export::DEFAULT_OPSET,

@@ -9,16 +9,19 @@ use clap::Args;
 use focus_models::schema::shape_to_string;
 use focus_models::{WeightSchema, Weights};
 
-use super::args::ConfigArg;
+use super::args::{ConfigArg, WeightOptionsArg};
 
 /// Arguments of `names`.
 #[derive(Args)]
 pub struct NamesArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Check this .safetensors file instead of listing.
+    /// Check this weight file (.safetensors or a PyTorch checkpoint) instead of listing:
+    /// names, shapes, dtypes and finite values.
     #[arg(long)]
     pub check: Option<PathBuf>,
+    #[command(flatten)]
+    pub weight_options: WeightOptionsArg,
     /// List the alias keys (`alias<TAB>canonical`) instead of the canonical keys.
     #[arg(long, conflicts_with = "all")]
     pub aliases: bool,
@@ -33,13 +36,23 @@ pub fn run(args: &NamesArgs) -> Result<ExitCode> {
     let (check, aliases, all) = (args.check.as_deref(), args.aliases, args.all);
     let schema = WeightSchema::new(cfg);
     if let Some(path) = check {
-        Weights::load(path, &schema, &cfg.name)?;
+        let w = Weights::load_with(path, &schema, &cfg.name, args.weight_options.options())?;
+        // With --allow-nonfinite the file loads; still say what it holds.
+        let non_finite = w.non_finite(&schema)?;
         println!(
-            "{}: ok, every one of the {} tensors of {} is present with the right shape",
+            "{}: ok, every one of the {} tensors of {} is present with the right shape{}",
             path.display(),
             schema.canonical().count(),
-            cfg.name
+            cfg.name,
+            if non_finite.is_empty() {
+                " and finite values"
+            } else {
+                ""
+            }
         );
+        for (key, n) in &non_finite {
+            println!("  warning  `{key}` holds {n} (accepted: --allow-nonfinite)");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();

@@ -131,6 +131,9 @@ pub(super) fn run_one(
     let out = rt
         .run(&image.inputs)
         .with_context(|| format!("running {} on {}", rt.name(), image.source.display()))?;
+    for (name, n) in focus_export::tensors::non_finite(&out) {
+        eprintln!("warning: {}: output `{name}` holds {n}", rt.name());
+    }
     Ok((rt.name(), out))
 }
 

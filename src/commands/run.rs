@@ -83,5 +83,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         args.output.display(),
         out.len()
     );
+    // Written as computed, but said by name: NaN outputs are not numbers to use.
+    for (name, n) in focus_export::tensors::non_finite(&out) {
+        eprintln!("warning: output `{name}` holds {n}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use focus_exporters::Target;
 use focus_models::model::selections::Forcible;
 use focus_models::{WeightSchema, Weights};
 
-use super::args::ConfigArg;
+use super::args::{ConfigArg, WeightOptionsArg};
 
 /// Arguments of `triton`.
 #[derive(Args)]
@@ -21,9 +21,8 @@ pub struct TritonArgs {
     /// Weights: .safetensors with the official checkpoint names, or a PyTorch checkpoint.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Export the EMA weights of a PyTorch checkpoint.
-    #[arg(long)]
-    pub ema: bool,
+    #[command(flatten)]
+    pub weight_options: WeightOptionsArg,
     #[command(flatten)]
     pub config: ConfigArg,
     /// The repository folder to write (must not exist unless --force).
@@ -119,8 +118,12 @@ pub fn run(args: &TritonArgs) -> Result<ExitCode> {
     };
     let cfg = args.config.load()?;
     let schema = WeightSchema::new(&cfg);
-    let options = focus_models::checkpoint::CheckpointOptions { ema: args.ema };
-    let w = Weights::load_with(&args.weights, &schema, &cfg.name, options)?;
+    let w = Weights::load_with(
+        &args.weights,
+        &schema,
+        &cfg.name,
+        args.weight_options.options(),
+    )?;
     let export = focus_exporters::ExportOptions {
         opset: args.opset,
         postprocess: true,

@@ -35,16 +35,18 @@ impl TorchRuntime {
         })
     }
 
-    /// Loads the weights file `weights` for `cfg` onto `device` (`cpu`, `cuda` or `cuda:N`,
-    /// which must be visible to libtorch), with `threads` CPU threads when given.
+    /// Loads the weights file `weights` for `cfg` (read with `load`) onto `device` (`cpu`,
+    /// `cuda` or `cuda:N`, which must be visible to libtorch), with `threads` CPU threads when
+    /// given.
     pub fn open(
         cfg: FocusDetrConfig,
         weights: &Path,
+        load: focus_models::LoadOptions,
         device: &str,
         threads: Option<usize>,
         opts: TorchOptions,
     ) -> Result<Self, RuntimeError> {
-        let w = Weights::load(weights, &WeightSchema::new(&cfg), &cfg.name)?;
+        let w = Weights::load_with(weights, &WeightSchema::new(&cfg), &cfg.name, load)?;
         let dev = match device {
             "cpu" => Device::Cpu,
             d => Device::Cuda(cuda_index(d)? as usize),

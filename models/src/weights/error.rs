@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::finite::NonFinite;
 use crate::schema::shape_to_string;
 
 /// Errors of reading or writing weight files.
@@ -44,6 +45,17 @@ pub enum WeightError {
         path: PathBuf,
         /// What is wrong and where.
         message: String,
+    },
+    /// Tensors hold NaN or ±Inf (a model built from them computes NaN); every one is listed.
+    #[error("{path}: {} tensor{} hold{} NaN or infinite values, and a model built from them \
+        computes NaN; refused (--allow-nonfinite loads them anyway):\n{}",
+        tensors.len(), if tensors.len() == 1 { "" } else { "s" },
+        if tensors.len() == 1 { "s" } else { "" }, NonFiniteList(tensors))]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// Each tensor holding non-finite values (its key in the file), in key order.
+        tensors: Vec<(String, NonFinite)>,
     },
     /// A tensor was asked for that the file does not provide (a programming error upstream).
     #[error("{path}: no tensor for key `{key}`")]
@@ -182,6 +194,20 @@ impl fmt::Display for ProblemList<'_> {
                 writeln!(f)?;
             }
             write!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+struct NonFiniteList<'a>(&'a [(String, NonFinite)]);
+
+impl fmt::Display for NonFiniteList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, n)) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - `{key}`: {n}")?;
         }
         Ok(())
     }

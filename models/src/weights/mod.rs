@@ -12,6 +12,7 @@ use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::checkpoint::{CheckpointOptions, PthCheckpoint};
+use crate::finite::NonFinite;
 use crate::schema::{Param, WeightSchema};
 use dtype::{is_float, is_int};
 pub(crate) mod dtype;
@@ -211,6 +212,16 @@ impl WeightFile {
     }
 }
 
+/// How [`Weights::load_with`] reads a file and what it accepts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// PyTorch checkpoints: which weights to take (e.g. the EMA ones).
+    pub checkpoint: CheckpointOptions,
+    /// Accept tensors holding NaN or ±Inf. Refused by default: every output of a model built
+    /// from them is NaN, which a user would otherwise learn only from the detections.
+    pub allow_nonfinite: bool,
+}
+
 /// Weights validated against a schema: every canonical key resolves to a tensor in the file.
 pub struct Weights {
     file: WeightFile,
@@ -220,19 +231,20 @@ pub struct Weights {
 
 impl Weights {
     /// Opens `path` (safetensors or a PyTorch checkpoint's trained weights) and checks it
-    /// strictly against `schema`; `config` names the schema in errors.
+    /// strictly against `schema` (names, shapes, dtypes, and finite values); `config` names
+    /// the schema in errors.
     pub fn load(path: &Path, schema: &WeightSchema, config: &str) -> Result<Self, WeightError> {
-        Self::load_with(path, schema, config, CheckpointOptions::default())
+        Self::load_with(path, schema, config, LoadOptions::default())
     }
 
-    /// [`Weights::load`] with options for PyTorch checkpoints (e.g. the EMA weights).
+    /// [`Weights::load`] with options (the EMA weights of a checkpoint, non-finite values).
     pub fn load_with(
         path: &Path,
         schema: &WeightSchema,
         config: &str,
-        options: CheckpointOptions,
+        options: LoadOptions,
     ) -> Result<Self, WeightError> {
-        let file = WeightFile::open(path, options)?;
+        let file = WeightFile::open(path, options.checkpoint)?;
         let (source, problems) = check(&file, schema)?;
         if !problems.is_empty() {
             return Err(WeightError::Mismatch {
@@ -241,7 +253,38 @@ impl Weights {
                 problems,
             });
         }
-        Ok(Weights { file, source })
+        let weights = Weights { file, source };
+        if !options.allow_nonfinite {
+            let tensors = weights.non_finite(schema)?;
+            if !tensors.is_empty() {
+                return Err(WeightError::NonFinite {
+                    path: path.to_path_buf(),
+                    tensors,
+                });
+            }
+        }
+        Ok(weights)
+    }
+
+    /// Every float tensor of the schema that holds NaN or ±Inf, by its key in the file (in
+    /// key order), with its counts and first index.
+    pub fn non_finite(
+        &self,
+        schema: &WeightSchema,
+    ) -> Result<Vec<(String, NonFinite)>, WeightError> {
+        let mut found = Vec::new();
+        for p in schema.canonical().filter(|e| e.is_float()) {
+            let Some(key) = self.source.get(&p.key) else {
+                continue;
+            };
+            if let Some(values) = self.file.read_f32(key)? {
+                if let Some(n) = NonFinite::scan(&values, &p.shape) {
+                    found.push((key.clone(), n));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
     }
 
     /// The underlying file.
