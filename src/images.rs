@@ -22,7 +22,16 @@ pub enum ImageError {
     },
 }
 
+/// The longest side of an image we decode, in pixels: 4× the longest side any preset resizes
+/// to, and beyond what cameras write; larger files are refused before decoding.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// The most pixels of an image we decode (64 MP, 192 MB as RGB): a header may declare far more
+/// than the file holds, and the decoder would allocate it first.
+pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
 /// Decodes an image as RGB with its EXIF orientation applied (as detectron2's `read_image`).
+/// Its declared size is checked first ([`MAX_IMAGE_SIDE`], [`MAX_IMAGE_PIXELS`]).
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let err = |e: &dyn std::fmt::Display| ImageError::Read {
         path: path.display().to_string(),
@@ -33,6 +42,14 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
         .with_guessed_format()
         .map_err(|e| err(&e))?;
     let mut decoder = reader.into_decoder().map_err(|e| err(&e))?;
+    let (w, h) = decoder.dimensions();
+    if w.max(h) > MAX_IMAGE_SIDE || u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(err(&format!(
+            "its header declares {w}×{h} pixels; at most {MAX_IMAGE_SIDE} per side and {} MP \
+             in all are decoded",
+            MAX_IMAGE_PIXELS >> 20
+        )));
+    }
     let orientation = decoder.orientation().map_err(|e| err(&e))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(&e))?;
     img.apply_orientation(orientation);

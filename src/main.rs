@@ -70,6 +70,7 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    remove_partial_outputs_on_signals();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -94,6 +95,31 @@ fn restore_sigpipe() {
 
 #[cfg(not(unix))]
 fn restore_sigpipe() {}
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the temporary files and folders of the outputs being
+/// written (focus_models::weights::pending) and exits with 128 + the signal's number, so an
+/// interrupted export, conversion or report leaves neither a partial output nor a stray
+/// temporary file; outputs already renamed into place are complete and stay.
+#[cfg(unix)]
+fn remove_partial_outputs_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        // Without the handler the default dispositions apply (temporary files may stay).
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            focus_models::weights::pending::remove_all();
+            eprintln!("interrupted by signal {signal}: no partial output was left");
+            // SAFETY: _exit ends the process at once. Unlike exit it runs no C++ static
+            // destructors (libtorch, ONNX Runtime) under their still-running worker threads.
+            unsafe { libc::_exit(128 + signal) }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn remove_partial_outputs_on_signals() {}
 
 /// Runs the command line's action: its exit code (0 ok, 1 a check's or lint's verdict).
 fn run(cli: Cli) -> Result<ExitCode> {

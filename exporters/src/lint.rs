@@ -427,9 +427,17 @@ pub fn lint_tensorrt_file(path: &Path) -> Result<LintReport, LintError> {
     })
 }
 
-/// Lints a serialised ONNX model for TensorRT (`Err`: the protobuf decoder's message).
+/// Lints a serialised ONNX model for TensorRT (`Err`: the protobuf decoder's message, or that
+/// the bytes decode to no graph, as an empty file does: protobuf reads it as an empty model).
 pub fn lint_tensorrt_bytes(bytes: &[u8]) -> Result<LintReport, String> {
     let m = ModelProto::parse_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if m.graph.is_none() || m.graph.node.is_empty() {
+        return Err(format!(
+            "it holds no graph with nodes ({} bytes; ir_version {})",
+            bytes.len(),
+            m.ir_version
+        ));
+    }
     Ok(lint_tensorrt(&m))
 }
 

@@ -113,12 +113,27 @@ pub struct RuntimeArgs {
 impl RuntimeArgs {
     /// Builds the runtime of `kind` these arguments ask for (`model` applies to the torch
     /// reference only: exported models fix theirs at export time).
+    /// An exported model must take the `images` input: any other ONNX file is refused here,
+    /// naming it, instead of failing later on an input the tensor file lacks.
     pub fn open(&self, kind: RuntimeKind, model: TorchOptions) -> Result<Box<dyn Runtime>> {
-        match kind {
-            RuntimeKind::Torch => self.torch(model),
-            RuntimeKind::Ort => self.ort(),
-            RuntimeKind::Tract => self.tract(),
+        let rt = match kind {
+            RuntimeKind::Torch => return self.torch(model),
+            RuntimeKind::Ort => self.ort()?,
+            RuntimeKind::Tract => self.tract()?,
+        };
+        let inputs = rt.inputs();
+        if !inputs.iter().any(|i| i == "images") {
+            let path = self
+                .model
+                .as_deref()
+                .unwrap_or(std::path::Path::new("--model"));
+            bail!(
+                "{}: not a Focus-DETR export: the model has no input `images` (its inputs: {})",
+                path.display(),
+                inputs.join(", ")
+            );
         }
+        Ok(rt)
     }
 
     #[cfg(feature = "tract")]

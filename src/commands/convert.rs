@@ -138,6 +138,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     // The library writes to a temporary file and renames it; it is staged beside the output
     // under a temporary name so that a read error never leaves a file at the output path.
     let staged = staging_path(&args.output)?;
+    let _pending = focus_models::weights::pending::track(&staged);
     let meta = std::collections::HashMap::from([(SOURCE_METADATA_KEY.to_string(), source)]);
     let written = safetensors::serialize_to_file(tensors, Some(meta), &staged);
     let failed = error.borrow_mut().take();
@@ -176,7 +177,13 @@ fn staging_path(output: &Path) -> Result<PathBuf> {
     };
     let tmp = focus_models::weights::output_tempfile_builder(".focus-export-convert-")
         .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "writing {}: creating a temporary file in {}",
+                output.display(),
+                dir.display()
+            )
+        })?;
     tmp.into_temp_path()
         .keep()
         .context("keeping the staging file")

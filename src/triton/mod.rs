@@ -173,6 +173,7 @@ pub fn write_repository(
         .tempdir_in(parent)
         .map_err(io_err(parent))?;
     let root = tmp.path();
+    let _pending = focus_models::weights::pending::track(root);
     let mut files = Vec::new();
     let mut put = |rel: &str, bytes: &[u8]| -> Result<(), TritonError> {
         let p = root.join(rel);

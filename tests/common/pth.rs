@@ -10,6 +10,7 @@ use std::path::Path;
 use zip::write::SimpleFileOptions;
 
 /// What a state-dict entry holds.
+#[derive(Clone, Copy)]
 pub enum Value<'a> {
     /// A float32 tensor, contiguous.
     F32(&'a [usize], &'a [f32]),

@@ -17,6 +17,7 @@ use crate::schema::{Param, WeightSchema};
 use dtype::{is_float, is_int};
 pub(crate) mod dtype;
 mod error;
+pub mod pending;
 mod write;
 
 pub use dtype::to_f32;

@@ -100,6 +100,7 @@ pub fn write_atomically_with<T>(
         _ => Path::new("."),
     };
     let tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
+    let _pending = super::pending::track(tmp.path());
     let mut w = std::io::BufWriter::new(tmp);
     let out = write(&mut w)?;
     let tmp = w.into_inner().map_err(|e| e.into_error())?;
