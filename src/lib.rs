@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod check;
 pub mod doctor;
 pub mod explain;
+pub mod fuzzing;
 pub mod heap;
 pub mod images;
 pub mod inputs;
