@@ -10,8 +10,11 @@ use focus_models::checkpoint::{CheckpointOptions, PthCheckpoint};
 use focus_models::weights::SafetensorsFile;
 use focus_models::{FocusDetrConfig, WeightSchema, Weights};
 
+/// A fuzz target: takes any bytes, must return.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the fuzz binary's and the corpus folder's name).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("safetensors", safetensors),
     ("pth", pth),
     ("coco_annotations", coco_annotations),
@@ -23,7 +26,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target named `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
