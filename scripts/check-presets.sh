@@ -45,7 +45,8 @@ for p in "${presets[@]}"; do
   for rt in ort tract; do
     start=$(date +%s)
     if ! "$bin" check --runtime "$rt" --threads "$threads" --weights "$w" --config "$p" \
-      --model "$m" --images "$images" --report "$out/${p}_$rt.json" > "$out/${p}_$rt.log" 2>&1; then
+      --model "$m" --images "$images" --report "$out/${p}_$rt.json" \
+      --dump-failures "$out/${p}_${rt}_failures" > "$out/${p}_$rt.log" 2>&1; then
       failed=1
       echo "$p on $rt FAILED (see $out/${p}_$rt.log)" >&2
     fi

@@ -405,7 +405,9 @@ fn non_finite_weights_are_refused_by_name_unless_allowed() {
     .arg("--config")
     .arg(&cfg_path)
     .arg("--images")
-    .arg(&images);
+    .arg(&images)
+    .arg("--dump-failures")
+    .arg(dir.path().join("dump"));
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -418,6 +420,13 @@ fn non_finite_weights_are_refused_by_name_unless_allowed() {
         stdout.contains("pred_logits") && stdout.contains("non-finite values: here "),
         "{stdout}"
     );
+    for side in ["reference", "ort-cpu.free"] {
+        let dumped = dir
+            .path()
+            .join(format!("dump/astronaut_png.{side}.safetensors"));
+        let t = focus_export::tensors::read_tensors(&dumped).unwrap();
+        assert!(t["pred_logits"].non_finite().is_some(), "{side}");
+    }
     let mut cmd = common::cli();
     cmd.args(["check", "--runtime", "ort", "--weights"])
         .arg(&path)

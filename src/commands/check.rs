@@ -12,6 +12,7 @@ use focus_cocoeval::Detection;
 use focus_export::accuracy::{self, AccuracyBudgets};
 use focus_export::check::Status;
 use focus_export::inputs;
+use focus_export::tensors::TensorMap;
 use focus_models::weights::write_atomically;
 
 use focus_export::runtimes::{RuntimeKind, TorchOptions};
@@ -67,6 +68,11 @@ pub struct CheckArgs {
     /// side, differing selections on the token map, tensor and AP tables.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Write the tensors of every input that fails here (the reference's outputs, and the
+    /// model's free-running and forced ones, as .safetensors), to look into a failure the
+    /// report's statistics do not explain.
+    #[arg(long, value_name = "DIR")]
+    dump_failures: Option<PathBuf>,
     /// Print every tensor and stage, not only the summary of each input.
     #[arg(long)]
     verbose: bool,
@@ -221,6 +227,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
                 .with_context(|| format!("the HTML report's pictures of {}", item.name))?,
             );
         }
+        if let (Some(dir), Status::Fail) = (&args.dump_failures, rep.status) {
+            let sides = (&want, &checked.free, checked.forced.as_ref());
+            dump_failure(dir, &item.name, &rt.name(), sides)?;
+        }
         reports.push(rep);
         bar.inc(1);
     }
@@ -361,4 +371,40 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes the tensors of a failing input into `dir` (`--dump-failures`).
+fn dump_failure(
+    dir: &Path,
+    item: &str,
+    runtime: &str,
+    (reference, free, forced): (&TensorMap, &TensorMap, Option<&TensorMap>),
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stem: String = item
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let sides = [
+        ("reference", Some(reference)),
+        ("free", Some(free)),
+        ("forced", forced),
+    ];
+    for (side, tensors) in sides {
+        if let Some(t) = tensors {
+            let name = if side == "reference" {
+                format!("{stem}.reference.safetensors")
+            } else {
+                format!("{stem}.{runtime}.{side}.safetensors")
+            };
+            focus_export::tensors::write_tensors(&dir.join(name), t)?;
+        }
+    }
+    Ok(())
 }
