@@ -68,6 +68,7 @@ pub fn calibrate(
             path: std::env::temp_dir(),
             message: e.to_string(),
         })?;
+    let _pending = focus_models::weights::pending::track(file.path());
     let write_err = |e: String| CalibrationError::Write {
         path: file.path().to_path_buf(),
         message: e,

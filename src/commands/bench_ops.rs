@@ -109,8 +109,13 @@ pub fn run(args: &BenchOpsArgs) -> Result<ExitCode> {
     );
     topk_in.insert("k".into(), HostTensor::i64(vec![1], vec![k as i64]));
 
-    let dir = std::env::temp_dir().join(format!("focus-export-bench-ops-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The op models, in a temporary folder removed on every exit (an error, or a signal).
+    let scratch = tempfile::Builder::new()
+        .prefix("focus-export-bench-ops-")
+        .tempdir()
+        .context("creating a temporary folder for the op models")?;
+    let dir = scratch.path().to_path_buf();
+    let _pending = focus_models::weights::pending::track(&dir);
     let decomposed = ms_deform_attn_model(&levels, m, d, p, OpForms::default(), 17)?;
     let native = ms_deform_attn_model(
         &levels,
@@ -219,7 +224,7 @@ pub fn run(args: &BenchOpsArgs) -> Result<ExitCode> {
             rows.push((problem.clone(), form.clone(), r));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     if json {
         let doc: Vec<_> = rows
             .iter()
