@@ -157,18 +157,7 @@ fn fixtures() -> Fixtures {
     let touch = format!("touch {}", marker.display());
     hostile.push(("backbone.evil", Value::Call("posix", "system", &touch)));
     common::pth::write(&fx.input("code.pth"), &hostile, true, "little");
-    {
-        use std::io::Write;
-        let mut z = zip::ZipWriter::new(std::fs::File::create(fx.input("bomb.zip")).unwrap());
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        z.start_file("model_final.pth", opts).unwrap();
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..32 {
-            z.write_all(&zeros).unwrap();
-        }
-        z.finish().unwrap();
-    }
+    common::pth::write_zip_bomb(&fx.input("bomb.zip"), "model_final.pth");
 
     // Configs.
     fx.put("truncated.json", &config.as_bytes()[..config.len() / 2]);
@@ -260,10 +249,104 @@ fn fixtures() -> Fixtures {
     fx
 }
 
+/// `focus-export --weights W --config C -o O`.
+fn export(w: &Path, cfg: &Path, o: &Path) -> Vec<OsString> {
+    os(&[&"--weights", &w, &"--config", &cfg, &"-o", &o])
+}
+
+/// `focus-export run`: `source` is `("--weights", W)` (torch) or `("--model", M)`.
+fn run(runtime: &str, source: (&str, &Path), cfg: &Path, x: &Path, o: &Path) -> Vec<OsString> {
+    let (flag, file) = source;
+    os(&[
+        &"run",
+        &"--runtime",
+        &runtime,
+        &flag,
+        &file,
+        &"--config",
+        &cfg,
+        &"--input",
+        &x,
+        &"--output",
+        &o,
+    ])
+}
+
+/// `focus-export check` on ORT: `input` is `("--input", F)`, `("--images", DIR)` or the COCO pair.
+fn check(
+    w: &Path,
+    cfg: &Path,
+    m: &Path,
+    input: &[&dyn AsRef<std::ffi::OsStr>],
+    report: &Path,
+) -> Vec<OsString> {
+    let mut a = os(&[
+        &"check",
+        &"--weights",
+        &w,
+        &"--config",
+        &cfg,
+        &"--model",
+        &m,
+    ]);
+    a.extend(os(input));
+    a.extend(os(&[&"--report", &report]));
+    a
+}
+
+/// `focus-export predict` on ORT, drawing into `draw`.
+fn predict(m: &Path, cfg: &Path, image: &Path, draw: &Path) -> Vec<OsString> {
+    os(&[
+        &"predict",
+        &"--model",
+        &m,
+        &"--config",
+        &cfg,
+        &"--image",
+        &image,
+        &"--draw",
+        &draw,
+    ])
+}
+
+/// `focus-export eval`, writing `json`.
+fn eval(ann: &Path, results: &Path, json: &Path) -> Vec<OsString> {
+    os(&[
+        &"eval",
+        &"--coco-ann",
+        &ann,
+        &"--results",
+        &results,
+        &"--json",
+        &json,
+    ])
+}
+
+/// `focus-export triton` with the standard-op detector (no ops library needed).
+fn triton(w: &Path, cfg: &Path, o: &Path) -> Vec<OsString> {
+    os(&[
+        &"triton",
+        &"--weights",
+        &w,
+        &"--config",
+        &cfg,
+        &"--target",
+        &"ort-cuda",
+        &"-o",
+        &o,
+    ])
+}
+
+/// `focus-export convert P --config C -o O`.
+fn convert(p: &Path, cfg: &Path, o: &Path) -> Vec<OsString> {
+    os(&[&"convert", &p, &"--config", &cfg, &"-o", &o])
+}
+
 /// The rows that need no mount: every command × every class of bad input it reads.
 fn rows(fx: &Fixtures) -> Vec<Row> {
     let i = |n: &str| fx.input(n);
     let cfg = i("tiny.json");
+    let (w, m, x) = (i("w.safetensors"), i("m.onnx"), i("x.safetensors"));
     // Each row writes into a folder of its own: out/<row number>/.
     let next = std::cell::Cell::new(0usize);
     let out = |n: &str| fx.out(&next.get().to_string()).join(n);
@@ -281,7 +364,7 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
         })
     };
     // Weight files, to every command that reads weights.
-    let weight_cases = [
+    for (class, file, says) in [
         (
             "truncated",
             "truncated.safetensors",
@@ -313,73 +396,34 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             "`neck.convs.0.norm.bias`: 1 NaN, the first at [2]",
         ),
         ("missing", "absent.safetensors", "No such file"),
-    ];
-    for (class, file, says) in weight_cases {
-        let w = i(file);
+    ] {
+        let bad = i(file);
         row(
             class,
-            os(&[&"names", &"--config", &cfg, &"--check", &w]),
+            os(&[&"names", &"--config", &cfg, &"--check", &bad]),
             file,
             says,
         );
+        row(class, export(&bad, &cfg, &out("m.onnx")), file, says);
         row(
             class,
-            os(&[&"--weights", &w, &"--config", &cfg, &"-o", &out("m.onnx")]),
-            file,
-            says,
-        );
-        row(
-            class,
-            os(&[
-                &"run",
-                &"--runtime",
-                &"torch",
-                &"--weights",
-                &w,
-                &"--config",
+            run(
+                "torch",
+                ("--weights", &bad),
                 &cfg,
-                &"--input",
-                &i("x.safetensors"),
-                &"--output",
+                &x,
                 &out("y.safetensors"),
-            ]),
+            ),
             file,
             says,
         );
         row(
             class,
-            os(&[
-                &"check",
-                &"--weights",
-                &w,
-                &"--config",
-                &cfg,
-                &"--model",
-                &i("m.onnx"),
-                &"--input",
-                &i("x.safetensors"),
-                &"--report",
-                &out("r.json"),
-            ]),
+            check(&bad, &cfg, &m, &[&"--input", &x], &out("r.json")),
             file,
             says,
         );
-        row(
-            class,
-            os(&[
-                &"triton",
-                &"--weights",
-                &w,
-                &"--config",
-                &cfg,
-                &"--target",
-                &"ort-cuda",
-                &"-o",
-                &out("repo"),
-            ]),
-            file,
-            says,
-        );
+        row(class, triton(&bad, &cfg, &out("repo")), file, says);
     }
     // PyTorch checkpoints, to convert and the export.
     for (class, file, says) in [
@@ -387,47 +431,23 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
         ("pickle calling code", "code.pth", "posix.system"),
         ("zip bomb", "bomb.zip", "zip bomb"),
     ] {
-        let p = i(file);
+        let bad = i(file);
         row(
             class,
-            os(&[
-                &"convert",
-                &p,
-                &"--config",
-                &cfg,
-                &"-o",
-                &out("c.safetensors"),
-            ]),
+            convert(&bad, &cfg, &out("c.safetensors")),
             file,
             says,
         );
-        row(
-            class,
-            os(&[&"--weights", &p, &"--config", &cfg, &"-o", &out("m.onnx")]),
-            file,
-            says,
-        );
+        row(class, export(&bad, &cfg, &out("m.onnx")), file, says);
     }
     // Configs.
     for (class, file, says) in [
         ("truncated", "truncated.json", "EOF"),
         ("wrong type", "wrongtype.json", "transformer.embed_dim"),
     ] {
-        let c = i(file);
-        row(class, os(&[&"names", &"--config", &c]), file, says);
-        row(
-            class,
-            os(&[
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &c,
-                &"-o",
-                &out("m.onnx"),
-            ]),
-            file,
-            says,
-        );
+        let bad = i(file);
+        row(class, os(&[&"names", &"--config", &bad]), file, says);
+        row(class, export(&w, &bad, &out("m.onnx")), file, says);
     }
     // Models, to every command that reads one.
     for (class, file, says) in [
@@ -440,77 +460,29 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             "not a Focus-DETR export",
         ),
     ] {
-        let m = i(file);
+        let bad = i(file);
+        for runtime in ["ort", "tract"] {
+            row(
+                class,
+                run(runtime, ("--model", &bad), &cfg, &x, &out("y.safetensors")),
+                file,
+                says,
+            );
+        }
         row(
             class,
-            os(&[
-                &"run",
-                &"--runtime",
-                &"ort",
-                &"--model",
-                &m,
-                &"--config",
-                &cfg,
-                &"--input",
-                &i("x.safetensors"),
-                &"--output",
-                &out("y.safetensors"),
-            ]),
+            check(&w, &cfg, &bad, &[&"--input", &x], &out("r.json")),
             file,
             says,
         );
         row(
             class,
-            os(&[
-                &"run",
-                &"--runtime",
-                &"tract",
-                &"--model",
-                &m,
-                &"--config",
-                &cfg,
-                &"--input",
-                &i("x.safetensors"),
-                &"--output",
-                &out("y.safetensors"),
-            ]),
-            file,
-            says,
-        );
-        row(
-            class,
-            os(&[
-                &"check",
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"--model",
-                &m,
-                &"--input",
-                &i("x.safetensors"),
-                &"--report",
-                &out("r.json"),
-            ]),
-            file,
-            says,
-        );
-        row(
-            class,
-            os(&[
-                &"predict",
-                &"--model",
-                &m,
-                &"--config",
-                &cfg,
-                &"--image",
-                &i("photo.png"),
-            ]),
+            predict(&bad, &cfg, &i("photo.png"), &out("d.png")),
             file,
             says,
         );
         if class != "model of the wrong graph" {
-            row(class, os(&[&"lint", &m]), file, says);
+            row(class, os(&[&"lint", &bad]), file, says);
         }
     }
     // Input tensor files.
@@ -522,40 +494,16 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
         ),
         ("wrong tensors", "noimages.safetensors", "images"),
     ] {
-        let x = i(file);
+        let bad = i(file);
         row(
             class,
-            os(&[
-                &"run",
-                &"--runtime",
-                &"ort",
-                &"--model",
-                &i("m.onnx"),
-                &"--config",
-                &cfg,
-                &"--input",
-                &x,
-                &"--output",
-                &out("y.safetensors"),
-            ]),
+            run("ort", ("--model", &m), &cfg, &bad, &out("y.safetensors")),
             file,
             says,
         );
         row(
             class,
-            os(&[
-                &"check",
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"--model",
-                &i("m.onnx"),
-                &"--input",
-                &x,
-                &"--report",
-                &out("r.json"),
-            ]),
+            check(&w, &cfg, &m, &[&"--input", &bad], &out("r.json")),
             file,
             says,
         );
@@ -587,54 +535,23 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             "declares 100000×100000 pixels",
         ),
     ] {
-        let img = i(&format!("{folder}/{file}"));
+        let bad = i(&format!("{folder}/{file}"));
+        row(class, predict(&m, &cfg, &bad, &out("d.png")), file, says);
+        let explain = os(&[
+            &"explain",
+            &"--weights",
+            &w,
+            &"--config",
+            &cfg,
+            &"--image",
+            &bad,
+            &"-o",
+            &out("pictures"),
+        ]);
+        row(class, explain, file, says);
         row(
             class,
-            os(&[
-                &"predict",
-                &"--model",
-                &i("m.onnx"),
-                &"--config",
-                &cfg,
-                &"--image",
-                &img,
-                &"--draw",
-                &out("d.png"),
-            ]),
-            file,
-            says,
-        );
-        row(
-            class,
-            os(&[
-                &"explain",
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"--image",
-                &img,
-                &"-o",
-                &out("pictures"),
-            ]),
-            file,
-            says,
-        );
-        row(
-            class,
-            os(&[
-                &"check",
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"--model",
-                &i("m.onnx"),
-                &"--images",
-                &i(folder),
-                &"--report",
-                &out("r.json"),
-            ]),
+            check(&w, &cfg, &m, &[&"--images", &i(folder)], &out("r.json")),
             file,
             says,
         );
@@ -672,36 +589,20 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
     ] {
         row(
             class,
-            os(&[
-                &"eval",
-                &"--coco-ann",
-                &i(ann),
-                &"--results",
-                &i(results),
-                &"--json",
-                &out("ap.json"),
-            ]),
+            eval(&i(ann), &i(results), &out("ap.json")),
             file,
             says,
         );
     }
+    let coco = [
+        &"--coco-ann" as &dyn AsRef<std::ffi::OsStr>,
+        &i("truncated_ann.json"),
+        &"--coco-images",
+        &i("img_corrupt"),
+    ];
     row(
         "truncated annotations",
-        os(&[
-            &"check",
-            &"--weights",
-            &i("w.safetensors"),
-            &"--config",
-            &cfg,
-            &"--model",
-            &i("m.onnx"),
-            &"--coco-ann",
-            &i("truncated_ann.json"),
-            &"--coco-images",
-            &i("img_corrupt"),
-            &"--report",
-            &out("r.json"),
-        ]),
+        check(&w, &cfg, &m, &coco, &out("r.json")),
         "truncated_ann.json",
         "EOF",
     );
@@ -718,54 +619,17 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
                 under_file.clone()
             }
         };
+        row(class, export(&w, &cfg, &o()), names, "");
+        row(class, convert(&i("w.pth"), &cfg, &o()), names, "");
         row(
             class,
-            os(&[
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"-o",
-                &o(),
-            ]),
+            run("ort", ("--model", &m), &cfg, &x, &o()),
             names,
             "",
         );
         row(
             class,
-            os(&[&"convert", &i("w.pth"), &"--config", &cfg, &"-o", &o()]),
-            names,
-            "",
-        );
-        row(
-            class,
-            os(&[
-                &"run",
-                &"--runtime",
-                &"ort",
-                &"--model",
-                &i("m.onnx"),
-                &"--config",
-                &cfg,
-                &"--input",
-                &i("x.safetensors"),
-                &"--output",
-                &o(),
-            ]),
-            names,
-            "",
-        );
-        row(
-            class,
-            os(&[
-                &"eval",
-                &"--coco-ann",
-                &i("ann.json"),
-                &"--results",
-                &i("results.json"),
-                &"--json",
-                &o(),
-            ]),
+            eval(&i("ann.json"), &i("results.json"), &o()),
             names,
             "",
         );
@@ -773,29 +637,8 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
     rows
 }
 
-/// Hashes of every file under `dir`, by path.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    use sha2::Digest;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.clone(),
-                    sha2::Sha256::digest(std::fs::read(&p).unwrap()).to_vec(),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// Runs one row and returns what is wrong with how it ended (`None`: as required).
-fn judge(row: &Row, fx: &Fixtures, before: &BTreeMap<PathBuf, Vec<u8>>) -> Option<String> {
+fn judge(row: &Row, fx: &Fixtures, before: &BTreeMap<String, Vec<u8>>) -> Option<String> {
     judge_ignoring(row, fx, before, &[])
 }
 
@@ -803,7 +646,7 @@ fn judge(row: &Row, fx: &Fixtures, before: &BTreeMap<PathBuf, Vec<u8>>) -> Optio
 fn judge_ignoring(
     row: &Row,
     fx: &Fixtures,
-    before: &BTreeMap<PathBuf, Vec<u8>>,
+    before: &BTreeMap<String, Vec<u8>>,
     keep: &[&Path],
 ) -> Option<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_focus-export"))
@@ -833,7 +676,7 @@ fn judge_ignoring(
     if !left.is_empty() {
         wrong.push(format!("it left {left:?} in the output folder"));
     }
-    if snapshot(&fx.dir.path().join("in")) != *before {
+    if common::files_under(&fx.dir.path().join("in")) != *before {
         wrong.push("it changed its input files".into());
     }
     (!wrong.is_empty()).then(|| {
@@ -858,7 +701,7 @@ fn judge_ignoring(
 #[test]
 fn every_command_refuses_every_class_of_bad_input_cleanly() {
     let fx = fixtures();
-    let before = snapshot(&fx.dir.path().join("in"));
+    let before = common::files_under(&fx.dir.path().join("in"));
     let rows = rows(&fx);
     // Two rows at a time (the machine's two cores); each has its own output folder.
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -916,7 +759,7 @@ impl Drop for Tmpfs {
 #[test]
 fn outputs_on_a_full_or_read_only_filesystem_fail_cleanly() {
     let fx = fixtures();
-    let before = snapshot(&fx.dir.path().join("in"));
+    let before = common::files_under(&fx.dir.path().join("in"));
     let (full_dir, ro_dir) = (fx.dir.path().join("full"), fx.dir.path().join("ro"));
     let (Some(_full), Some(_ro)) = (
         Tmpfs::mount(&full_dir, "size=256k"),
@@ -942,79 +785,25 @@ fn outputs_on_a_full_or_read_only_filesystem_fail_cleanly() {
     ] {
         let o = |n: &str| dir.join(n);
         let commands = [
-            os(&[
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
+            export(&i("w.safetensors"), &cfg, &o("m.onnx")),
+            convert(&i("w.pth"), &cfg, &o("c.safetensors")),
+            run(
+                "ort",
+                ("--model", &i("m.onnx")),
                 &cfg,
-                &"-o",
-                &o("m.onnx"),
-            ]),
-            os(&[
-                &"convert",
-                &i("w.pth"),
-                &"--config",
-                &cfg,
-                &"-o",
-                &o("c.safetensors"),
-            ]),
-            os(&[
-                &"run",
-                &"--runtime",
-                &"ort",
-                &"--model",
-                &i("m.onnx"),
-                &"--config",
-                &cfg,
-                &"--input",
                 &i("x.safetensors"),
-                &"--output",
                 &o("y.safetensors"),
-            ]),
-            os(&[
-                &"check",
-                &"--weights",
+            ),
+            check(
                 &i("w.safetensors"),
-                &"--config",
                 &cfg,
-                &"--model",
                 &i("m.onnx"),
-                &"--input",
-                &i("x.safetensors"),
-                &"--report",
+                &[&"--input", &i("x.safetensors")],
                 &o("r.json"),
-            ]),
-            os(&[
-                &"eval",
-                &"--coco-ann",
-                &i("ann.json"),
-                &"--results",
-                &i("results.json"),
-                &"--json",
-                &o("ap.json"),
-            ]),
-            os(&[
-                &"predict",
-                &"--model",
-                &i("m.onnx"),
-                &"--config",
-                &cfg,
-                &"--image",
-                &i("photo.png"),
-                &"--draw",
-                &o("d.png"),
-            ]),
-            os(&[
-                &"triton",
-                &"--weights",
-                &i("w.safetensors"),
-                &"--config",
-                &cfg,
-                &"--target",
-                &"ort-cuda",
-                &"-o",
-                &o("repo"),
-            ]),
+            ),
+            eval(&i("ann.json"), &i("results.json"), &o("ap.json")),
+            predict(&i("m.onnx"), &cfg, &i("photo.png"), &o("d.png")),
+            triton(&i("w.safetensors"), &cfg, &o("repo")),
         ];
         for args in commands {
             let row = Row {
@@ -1032,10 +821,25 @@ fn outputs_on_a_full_or_read_only_filesystem_fail_cleanly() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// How a signalled run ended.
+enum Interrupted {
+    /// Mid-write: it exited with 128 + signal and left nothing.
+    Caught,
+    /// The signal came after the output was renamed into place: it is there, complete.
+    TooLate,
+}
+
 /// Starts `args`, waits until its temporary output appears in `out` (a name starting with
-/// `.focus-export`), sends `signal`, and checks that it exited with 128 + signal leaving
-/// nothing in `out`.
-fn interrupt(args: &[OsString], out: &Path, signal: i32) -> Result<(), String> {
+/// `.focus-export`) and sends `signal`. What it leaves in `out` must be nothing or the
+/// complete output `name` (`complete`: the files of an uninterrupted run under `out`), never
+/// a partial file nor a temporary one; the output is removed afterwards.
+fn interrupt(
+    args: &[OsString],
+    out: &Path,
+    name: &str,
+    complete: &BTreeMap<String, Vec<u8>>,
+    signal: i32,
+) -> Result<Interrupted, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_focus-export"))
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -1056,26 +860,56 @@ fn interrupt(args: &[OsString], out: &Path, signal: i32) -> Result<(), String> {
             let _ = child.kill();
             return Err("it ended (or took 5 min) before writing its output".into());
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    // At once: the 197 MB are written in about 0.3 s here (an output renamed into place
-    // before the signal is complete and would rightly stay, but the test wants it mid-write).
     // SAFETY: kill(2) on our own child's pid, with a valid signal number.
     unsafe { libc::kill(child.id() as i32, signal) };
     let o = child.wait_with_output().unwrap();
-    let left: Vec<String> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    if o.status.code() != Some(128 + signal) || !left.is_empty() || stderr.contains("panicked") {
-        return Err(format!(
-            "exit {:?} (expected {}), left {left:?}, stderr: {stderr}",
-            o.status.code(),
-            128 + signal
-        ));
+    let left = common::files_under(out);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let code = o.status.code();
+    remove(&out.join(name));
+    if stderr.contains("panicked") {
+        Err(format!("it panicked: {stderr}"))
+    } else if left.is_empty() && code == Some(128 + signal) {
+        Ok(Interrupted::Caught)
+    } else if left == *complete && (code == Some(0) || code == Some(128 + signal)) {
+        Ok(Interrupted::TooLate)
+    } else {
+        Err(format!(
+            "exit {code:?} (expected {}), left {:?} (the complete output: {}), stderr: {stderr}",
+            128 + signal,
+            left.keys().collect::<Vec<_>>(),
+            left == *complete
+        ))
     }
-    Ok(())
+}
+
+/// Removes a file or a folder.
+fn remove(p: &Path) {
+    let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+}
+
+/// Interrupts `args` until one try is caught mid-write (at most five; each must leave
+/// nothing or the complete output).
+fn interrupt_until_caught(args: &[OsString], out: &Path, name: &str, signal: i32) {
+    // The complete output, from an uninterrupted run (exports are byte-identical).
+    let (ok, _, stderr) = common::output({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_focus-export"));
+        c.args(args);
+        c
+    });
+    assert!(ok, "{stderr}");
+    let complete = common::files_under(out);
+    remove(&out.join(name));
+    for _ in 0..5 {
+        match interrupt(args, out, name, &complete, signal) {
+            Ok(Interrupted::Caught) => return,
+            Ok(Interrupted::TooLate) => continue,
+            Err(e) => panic!("{name}, signal {signal}: {e}"),
+        }
+    }
+    panic!("{name}: five runs finished writing before the signal reached them");
 }
 
 #[test]
@@ -1086,7 +920,7 @@ fn an_interrupted_export_leaves_no_partial_file() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let export = os(&[&"--weights", weights, &"-o", &out.join("m.onnx")]);
-    interrupt(&export, &out, libc::SIGINT).unwrap_or_else(|e| panic!("export, SIGINT: {e}"));
+    interrupt_until_caught(&export, &out, "m.onnx", libc::SIGINT);
     let triton = os(&[
         &"triton",
         &"--weights",
@@ -1096,5 +930,5 @@ fn an_interrupted_export_leaves_no_partial_file() {
         &"-o",
         &out.join("repo"),
     ]);
-    interrupt(&triton, &out, libc::SIGTERM).unwrap_or_else(|e| panic!("triton, SIGTERM: {e}"));
+    interrupt_until_caught(&triton, &out, "repo", libc::SIGTERM);
 }

@@ -176,18 +176,7 @@ fn hostile_and_broken_files_are_refused_and_nothing_runs() {
 
     // A zip bomb: a release archive whose checkpoint declares far more than the archive holds.
     let bomb = dir.path().join("bomb.zip");
-    {
-        use std::io::Write;
-        let mut z = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        z.start_file("model_final.pth", opts).unwrap();
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..32 {
-            z.write_all(&zeros).unwrap();
-        }
-        z.finish().unwrap();
-    }
+    common::pth::write_zip_bomb(&bomb, "model_final.pth");
     let e = refusal(&bomb);
     assert!(
         e.contains("zip bomb") && e.contains("model_final.pth"),

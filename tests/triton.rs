@@ -598,25 +598,10 @@ fn repositories_are_deterministic_atomic_and_refuse_bad_options() {
     c.arg("-o").arg(&again);
     let (ok, out, err) = output(c);
     assert!(ok, "{out}{err}");
-    let files = |r: &Path| -> BTreeMap<String, Vec<u8>> {
-        let mut m = BTreeMap::new();
-        let mut stack = vec![r.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    m.insert(
-                        p.strip_prefix(r).unwrap().display().to_string(),
-                        std::fs::read(&p).unwrap(),
-                    );
-                }
-            }
-        }
-        m
-    };
-    let (a, b) = (files(&f.repos["python"]), files(&again));
+    let (a, b) = (
+        common::files_under(&f.repos["python"]),
+        common::files_under(&again),
+    );
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
         assert!(b[k] == *v, "{k} differs between two identical runs");

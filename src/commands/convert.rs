@@ -140,7 +140,10 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let staged = staging_path(&args.output)?;
     let _pending = focus_models::weights::pending::track(&staged);
     let meta = std::collections::HashMap::from([(SOURCE_METADATA_KEY.to_string(), source)]);
-    let written = safetensors::serialize_to_file(tensors, Some(meta), &staged);
+    // One step (pending::step): an interrupt waits for the write, then removes the file.
+    let written = focus_models::weights::pending::step(|| {
+        safetensors::serialize_to_file(tensors, Some(meta), &staged)
+    });
     let failed = error.borrow_mut().take();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&staged);
@@ -150,7 +153,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_file(&staged);
         bail!("{}: {e}", args.input.display());
     }
-    std::fs::rename(&staged, &args.output)
+    focus_models::weights::pending::step(|| std::fs::rename(&staged, &args.output))
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(
         "wrote {}: {count} tensors (f32, canonical names of {}) from {} in {:.2} s",

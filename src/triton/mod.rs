@@ -168,19 +168,25 @@ pub fn write_repository(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".focus-export-triton-")
-        .tempdir_in(parent)
-        .map_err(io_err(parent))?;
+    // Every file operation is a pending::step, so that an interrupt's handler removes the
+    // folder with nothing being written into it meanwhile.
+    use focus_models::weights::pending::{step, track, Gated};
+    let (tmp, _pending) = step(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix(".focus-export-triton-")
+            .tempdir_in(parent)
+            .map_err(io_err(parent))?;
+        let pending = track(tmp.path());
+        Ok::<_, TritonError>((tmp, pending))
+    })?;
     let root = tmp.path();
-    let _pending = focus_models::weights::pending::track(root);
     let mut files = Vec::new();
     let mut put = |rel: &str, bytes: &[u8]| -> Result<(), TritonError> {
         let p = root.join(rel);
         if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(io_err(d))?;
+            step(|| std::fs::create_dir_all(d)).map_err(io_err(d))?;
         }
-        std::fs::write(&p, bytes).map_err(io_err(&p))?;
+        step(|| std::fs::write(&p, bytes)).map_err(io_err(&p))?;
         files.push((rel.to_string(), bytes.len() as u64));
         Ok(())
     };
@@ -216,35 +222,42 @@ pub fn write_repository(
     )?;
     // The ensemble has no files but Triton wants its version folder.
     let ens = root.join(ENSEMBLE).join("1");
-    std::fs::create_dir_all(&ens).map_err(io_err(&ens))?;
+    step(|| std::fs::create_dir_all(&ens)).map_err(io_err(&ens))?;
     let model = root.join(DETECTOR).join("1").join("model.onnx");
     if let Some(d) = model.parent() {
-        std::fs::create_dir_all(d).map_err(io_err(d))?;
+        step(|| std::fs::create_dir_all(d)).map_err(io_err(d))?;
     }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&model).map_err(io_err(&model))?);
+    let file = step(|| std::fs::File::create(&model)).map_err(io_err(&model))?;
+    let mut f = std::io::BufWriter::new(Gated(file));
     let n = write_model(&mut f).map_err(io_err(&model))?;
-    let f = f.into_inner().map_err(|e| io_err(&model)(e.into_error()))?;
-    f.sync_all().map_err(io_err(&model))?;
+    let Gated(f) = f.into_inner().map_err(|e| io_err(&model)(e.into_error()))?;
+    step(|| f.sync_all()).map_err(io_err(&model))?;
     files.push((format!("{DETECTOR}/1/model.onnx"), n));
     if let Some((src, w)) = &library {
         let dst = root.join(DETECTOR).join(&w.relative);
-        let n = std::fs::copy(src, &dst).map_err(io_err(src))?;
+        let n = step(|| std::fs::copy(src, &dst)).map_err(io_err(src))?;
         files.push((format!("{DETECTOR}/{}", w.relative), n));
     }
     files.sort();
     // Into place: the old repository (with --force) is moved aside first and removed after.
-    let done = tmp.keep();
-    if dir.exists() {
-        let old = tempfile::Builder::new()
-            .prefix(".focus-export-triton-old-")
-            .tempdir_in(parent)
-            .map_err(io_err(parent))?;
-        let aside = old.path().join("repository");
-        std::fs::rename(dir, &aside).map_err(io_err(dir))?;
-        std::fs::rename(&done, dir).map_err(io_err(dir))?;
-        drop(old);
-    } else {
-        std::fs::rename(&done, dir).map_err(io_err(dir))?;
-    }
+    // Both renames in one step: an interrupt finds the old repository or the new one in
+    // place, and the old one aside only in a pending folder it removes.
+    step(|| {
+        let done = tmp.keep();
+        if dir.exists() {
+            let old = tempfile::Builder::new()
+                .prefix(".focus-export-triton-old-")
+                .tempdir_in(parent)
+                .map_err(io_err(parent))?;
+            let _aside = track(old.path());
+            let aside = old.path().join("repository");
+            std::fs::rename(dir, &aside).map_err(io_err(dir))?;
+            std::fs::rename(&done, dir).map_err(io_err(dir))?;
+            drop(old);
+        } else {
+            std::fs::rename(&done, dir).map_err(io_err(dir))?;
+        }
+        Ok::<_, TritonError>(())
+    })?;
     Ok(RepositoryReport { files })
 }

@@ -37,6 +37,24 @@ pub fn output(mut cmd: Command) -> (bool, String, String) {
     )
 }
 
+/// Every file under `root` (recursively) by its path relative to `root`, with its bytes.
+pub fn files_under(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(root).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
 /// A small configuration (same structure, narrow layers) that keeps weight files tiny.
 pub const TINY_CONFIG_JSON: &str = r#"{
   "base": "r50_4scale_36ep",

@@ -148,3 +148,16 @@ pub fn write(path: &Path, entries: &[(&str, Value)], detectron2: bool, byteorder
     put("version", b"3\n");
     z.finish().expect("finishing the zip");
 }
+
+/// Writes a zip bomb at `path`: a release archive whose one member `member` (32 MiB of zeros,
+/// deflated to a few tens of KiB) declares far more than the archive holds.
+pub fn write_zip_bomb(path: &Path, member: &str) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    z.start_file(member, opts).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..32 {
+        z.write_all(&zeros).unwrap();
+    }
+    z.finish().unwrap();
+}

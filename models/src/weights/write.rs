@@ -99,12 +99,16 @@ pub fn write_atomically_with<T>(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
-    let _pending = super::pending::track(tmp.path());
-    let mut w = std::io::BufWriter::new(tmp);
+    use super::pending::{step, track, Gated};
+    let (tmp, _pending) = step(|| {
+        let tmp = output_tempfile_builder(".focus-export-").tempfile_in(dir)?;
+        let pending = track(tmp.path());
+        Ok::<_, std::io::Error>((tmp, pending))
+    })?;
+    let mut w = std::io::BufWriter::new(Gated(tmp));
     let out = write(&mut w)?;
-    let tmp = w.into_inner().map_err(|e| e.into_error())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    let Gated(tmp) = w.into_inner().map_err(|e| e.into_error())?;
+    step(|| tmp.as_file().sync_all())?;
+    step(|| tmp.persist(path)).map_err(|e| e.error)?;
     Ok(out)
 }
