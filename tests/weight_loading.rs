@@ -389,25 +389,22 @@ fn non_finite_weights_are_refused_by_name_unless_allowed() {
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(photos.join("astronaut.png"), images.join("astronaut.png")).unwrap();
-    let mut cmd = common::cli();
-    cmd.args([
-        "check",
-        "--runtime",
-        "ort",
-        "--threads",
-        "2",
-        "--allow-nonfinite",
-        "--weights",
-    ])
-    .arg(&path)
-    .arg("--model")
-    .arg(&onnx)
-    .arg("--config")
-    .arg(&cfg_path)
-    .arg("--images")
-    .arg(&images)
-    .arg("--dump-failures")
-    .arg(dir.path().join("dump"));
+    let check = || {
+        let mut cmd = common::cli();
+        cmd.args(["check", "--runtime", "ort", "--threads", "2", "--weights"])
+            .arg(&path)
+            .arg("--model")
+            .arg(&onnx)
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--images")
+            .arg(&images);
+        cmd
+    };
+    let mut cmd = check();
+    cmd.arg("--allow-nonfinite")
+        .arg("--dump-failures")
+        .arg(dir.path().join("dump"));
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -427,15 +424,7 @@ fn non_finite_weights_are_refused_by_name_unless_allowed() {
         let t = focus_export::tensors::read_tensors(&dumped).unwrap();
         assert!(t["pred_logits"].non_finite().is_some(), "{side}");
     }
-    let mut cmd = common::cli();
-    cmd.args(["check", "--runtime", "ort", "--weights"])
-        .arg(&path)
-        .arg("--model")
-        .arg(&onnx)
-        .arg("--config")
-        .arg(&cfg_path)
-        .arg("--images")
-        .arg(&images);
+    let cmd = check();
     let (ok, _, stderr) = common::output(cmd);
     assert!(
         !ok && stderr.contains("--allow-nonfinite loads them anyway"),
