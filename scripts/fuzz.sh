@@ -6,7 +6,8 @@
 # copy each into fuzz/regressions/<target>/ once fixed (tests/fuzz_corpus.rs runs them).
 # Writes fuzz/work/summary.md (executions, time, exec/s, corpus size, crashes per target).
 # Usage: scripts/fuzz.sh [--runs N] [--minimize] [target...]   (default: 1000000, every target)
-#   --minimize  afterwards merge each working corpus into fuzz/corpus/<target> (minimised)
+#   --minimize  afterwards replace fuzz/corpus/<target> by the smallest set of the seeds and
+#               the working corpus that reaches every feature both reach (set cover), seeds kept
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,7 +62,11 @@ for t in "${targets[@]}"; do
   if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then failed=1; fi
   if [ "$minimize" = 1 ]; then
     mkdir -p "fuzz/work/$t.min"
-    FOCUS_FUZZ_TARGET="$t" "$bin" -merge=1 -timeout=10 -max_len=65536 "fuzz/work/$t.min" "fuzz/corpus/$t" "$work" > "fuzz/work/$t.merge.log" 2>&1
+    # The smallest set of inputs that keeps every feature reached (libFuzzer's set cover),
+    # the seeds kept as they are.
+    FOCUS_FUZZ_TARGET="$t" "$bin" -set_cover_merge=1 -timeout=10 -max_len=65536 \
+      "fuzz/work/$t.min" "fuzz/corpus/$t" "$work" > "fuzz/work/$t.merge.log" 2>&1
+    cp -n "fuzz/corpus/$t"/* "fuzz/work/$t.min/"
     rm -rf "fuzz/corpus/$t" && mv "fuzz/work/$t.min" "fuzz/corpus/$t"
   fi
 done
