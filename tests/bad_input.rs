@@ -205,6 +205,7 @@ fn fixtures() -> Fixtures {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(".runtimes/photos/astronaut.png"))
             .expect("scikit-image's photos (scripts/setup-env.sh)");
     fx.put("photo.png", &photo);
+    fx.put("img_good/photo.png", &photo);
     for (folder, name, bytes) in [
         (
             "img_corrupt",
@@ -424,6 +425,22 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             says,
         );
         row(class, triton(&bad, &cfg, &out("repo")), file, says);
+        let matrix = os(&[
+            &"matrix",
+            &"--weights",
+            &bad,
+            &"--config",
+            &cfg,
+            &"--images",
+            &i("img_good"),
+            &"--runtimes",
+            &"ort",
+            &"--precisions",
+            &"fp32",
+            &"-o",
+            &out("matrix"),
+        ]);
+        row(class, matrix, file, says);
     }
     // PyTorch checkpoints, to convert and the export.
     for (class, file, says) in [
@@ -481,6 +498,24 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             file,
             says,
         );
+        let bench = os(&[
+            &"bench",
+            &"--runtimes",
+            &"ort",
+            &"--model",
+            &bad,
+            &"--config",
+            &cfg,
+            &"--input",
+            &x,
+            &"--warmup",
+            &"0",
+            &"--runs",
+            &"1",
+            &"--rounds",
+            &"1",
+        ]);
+        row(class, bench, file, says);
         if class != "model of the wrong graph" {
             row(class, os(&[&"lint", &bad]), file, says);
         }
@@ -507,6 +542,21 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             file,
             says,
         );
+        let mut forced = run("torch", ("--weights", &w), &cfg, &x, &out("y.safetensors"));
+        forced.extend(os(&[&"--force-selections", &bad]));
+        row(class, forced, file, says);
+        let explain = os(&[
+            &"explain",
+            &"--weights",
+            &w,
+            &"--config",
+            &cfg,
+            &"--input",
+            &bad,
+            &"-o",
+            &out("pictures"),
+        ]);
+        row(class, explain, file, says);
     }
     // Photos.
     for (class, folder, file, says) in [
@@ -633,6 +683,20 @@ fn rows(fx: &Fixtures) -> Vec<Row> {
             names,
             "",
         );
+        row(
+            class,
+            os(&[&"init-weights", &"--config", &cfg, &"-o", &o()]),
+            names,
+            "",
+        );
+        let html = check(
+            &w,
+            &cfg,
+            &m,
+            &[&"--input", &x, &"--html", &o()],
+            &out("r.json"),
+        );
+        row(class, html, names, "");
     }
     rows
 }

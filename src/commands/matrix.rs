@@ -285,6 +285,10 @@ fn detections(item: &InputItem, out: &TensorMap, who: &str) -> Result<Vec<Detect
 /// Runs `matrix`.
 pub fn run(args: &MatrixArgs) -> Result<ExitCode> {
     let cfg = args.config.load()?;
+    // The weights are checked before anything is written (every cell reads them later).
+    let schema = focus_models::WeightSchema::new(&cfg);
+    let options = args.weight_options.options();
+    focus_models::Weights::load_with(&args.weights, &schema, &cfg.name, options)?;
     let cells = cells(args)?;
     let (items, truth, images_source, image_dir) = gather(args, &cfg)?;
     if items.is_empty() {
