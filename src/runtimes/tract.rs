@@ -48,70 +48,11 @@ pub struct TractRuntime {
 /// The tract knob that edits the instruction sets its kernels may use (`-avx512f`, `+fma`, ...).
 pub const ISA_KNOB: &str = "TRACT_CPU_ISA";
 
-/// The instruction-set edit focus-export gives tract on this CPU when `TRACT_CPU_ISA` is not set:
-/// `-avx512f` on AMD Zen 4, none elsewhere.
-///
-/// Why: Zen 4 executes each 512-bit instruction as two 256-bit halves, and there tract's 256-bit
-/// FMA kernels ran the whole model ≈ 6 % faster than the AVX-512 kernels its cost model (fitted
-/// on a Zen 5) prefers: the median of 16 alternating `bench --runtimes tract` pairs at 480×640
-/// and 800×1184, 13 of them faster (README, "tract").
-pub fn kernel_isa_default() -> Option<&'static str> {
-    prefers_256bit_kernels(cpu_id()).then_some("-avx512f")
-}
-
-/// Vendor, family and AVX-512 of this CPU, as far as the choice of tract's kernels needs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CpuId {
-    amd: bool,
-    /// The display family (base family plus extended family, as AMD and Intel number them).
-    family: u32,
-    avx512f: bool,
-}
-
-/// Whether tract's 256-bit kernels are the better choice on `cpu`: AMD family 19h with AVX-512,
-/// i.e. Zen 4 (Zen 3, the same family, has no AVX-512; Zen 5, family 1Ah, runs 512 bits whole).
-fn prefers_256bit_kernels(cpu: Option<CpuId>) -> bool {
-    cpu.is_some_and(|c| c.amd && c.family == 0x19 && c.avx512f)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn cpu_id() -> Option<CpuId> {
-    // CPUID is safe on every x86_64; `unsafe` is still required by older compilers.
-    #[allow(unused_unsafe)]
-    let (vendor, leaf1) = unsafe { (std::arch::x86_64::__cpuid(0), std::arch::x86_64::__cpuid(1)) };
-    let mut name = [0u8; 12];
-    name[0..4].copy_from_slice(&vendor.ebx.to_le_bytes());
-    name[4..8].copy_from_slice(&vendor.edx.to_le_bytes());
-    name[8..12].copy_from_slice(&vendor.ecx.to_le_bytes());
-    let base = (leaf1.eax >> 8) & 0xf;
-    let extended = if base == 0xf {
-        (leaf1.eax >> 20) & 0xff
-    } else {
-        0
-    };
-    Some(CpuId {
-        amd: &name == b"AuthenticAMD",
-        family: base + extended,
-        avx512f: std::is_x86_feature_detected!("avx512f"),
-    })
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_id() -> Option<CpuId> {
-    None
-}
-
-/// Installs [`kernel_isa_default`] as tract's process-wide value of [`ISA_KNOB`], once and before
-/// tract first probes the CPU. It ranks below the environment: a user's `TRACT_CPU_ISA` wins.
-fn install_kernel_default() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if let Some(edit) = kernel_isa_default() {
-            // Refused only when another component installed a different value first: theirs stays.
-            let _ = tract_onnx::tract_core::knobs::set_config_global(ISA_KNOB, edit);
-        }
-    });
-}
+// focus-export leaves tract's kernel choice to tract (and to a user's `TRACT_CPU_ISA`). It used
+// to hide AVX-512 on AMD Zen 4 for a ≈ 6 % speed-up of tract's 256-bit FMA kernels, but those
+// are about 10× less accurate on the Swin backbone: against the official Swin-B golden at
+// 386×389, neck_2 deviated by 1.38e-4 (over the 1e-4 feature budget) with them and by 1.24e-5
+// with the AVX-512 kernels tract chooses itself (README, "tract").
 
 /// Whether this binary's Rust code (tract's included) is VEX-encoded: built with AVX
 /// (`-C target-feature=+avx`, which the repository's `.cargo/config.toml` sets for x86-64), or
@@ -127,15 +68,9 @@ pub fn vex_encoded() -> bool {
 
 /// How tract's kernels are chosen in this process, in words (for `doctor`).
 pub fn kernel_choice() -> String {
-    if let Ok(edit) = std::env::var(ISA_KNOB) {
-        return format!("{ISA_KNOB}={edit} (from the environment)");
-    }
-    match kernel_isa_default() {
-        Some(edit) => format!(
-            "{ISA_KNOB}={edit}: AMD Zen 4, whose 512-bit instructions run as two halves; tract's \
-             256-bit FMA kernels are faster here (set {ISA_KNOB} to choose otherwise)"
-        ),
-        None => "tract's own choice for this CPU".into(),
+    match std::env::var(ISA_KNOB) {
+        Ok(edit) => format!("{ISA_KNOB}={edit} (from the environment)"),
+        Err(_) => "tract's own choice for this CPU".into(),
     }
 }
 
@@ -157,7 +92,6 @@ impl TractRuntime {
     /// Parses `model` (the graph is optimised at the first run of each input shape).
     pub fn new(model: &Path, opts: &TractOptions) -> Result<Self, RuntimeError> {
         let e = err(model);
-        install_kernel_default();
         let mut onnx = tract_onnx::onnx();
         super::tract_ops::register(&mut onnx);
         let m = onnx.model_for_path(model).map_err(&e)?;
@@ -367,32 +301,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_amd_zen_4_prefers_the_256_bit_kernels() {
-        let cpu = |amd, family, avx512f| {
-            Some(CpuId {
-                amd,
-                family,
-                avx512f,
-            })
-        };
-        assert!(prefers_256bit_kernels(cpu(true, 0x19, true)), "Zen 4");
-        assert!(!prefers_256bit_kernels(cpu(true, 0x19, false)), "Zen 3");
-        assert!(!prefers_256bit_kernels(cpu(true, 0x1a, true)), "Zen 5");
-        assert!(
-            !prefers_256bit_kernels(cpu(false, 6, true)),
-            "Intel with AVX-512"
-        );
-        assert!(!prefers_256bit_kernels(None), "not x86_64");
-    }
-
-    #[test]
-    fn the_kernel_default_reaches_tract_below_the_environment() {
-        install_kernel_default();
+    fn tract_sees_the_environment_s_kernel_choice_and_no_other() {
         let seen = tract_linalg::knobs::TRACT_CPU_ISA.get();
-        let expected = match std::env::var(ISA_KNOB) {
-            Ok(v) => Some(v),
-            Err(_) => kernel_isa_default().map(String::from),
-        };
-        assert_eq!(seen, expected, "{}", kernel_choice());
+        assert_eq!(seen, std::env::var(ISA_KNOB).ok(), "{}", kernel_choice());
     }
 }
