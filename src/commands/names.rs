@@ -37,8 +37,13 @@ pub fn run(args: &NamesArgs) -> Result<ExitCode> {
     let schema = WeightSchema::new(cfg);
     if let Some(path) = check {
         let w = Weights::load_with(path, &schema, &cfg.name, args.weight_options.options())?;
-        // With --allow-nonfinite the file loads; still say what it holds.
-        let non_finite = w.non_finite(&schema)?;
+        // Without --allow-nonfinite the load has refused any NaN/Inf already; with it the file
+        // loads unscanned, so say here what it holds.
+        let non_finite = if args.weight_options.allow_nonfinite {
+            w.non_finite(&schema)?
+        } else {
+            Vec::new()
+        };
         println!(
             "{}: ok, every one of the {} tensors of {} is present with the right shape{}",
             path.display(),
